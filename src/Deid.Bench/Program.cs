@@ -1,0 +1,17 @@
+// make bench: each suite appends rows; the table is printed and bench/results.json written at the end.
+namespace Deid.Bench;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var results = new BenchResults();
+        var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
+        // Suites register here: PipelineBench (issue 2), ModelBench (issue 4).
+        foreach (var (name, run) in Suites.All)
+            if (only == null || only.Contains(name)) run(results);
+        results.PrintTable();
+        results.WriteJson(Path.Combine(Suites.RepoRoot, "bench", "results.json"));
+        return 0;
+    }
+}

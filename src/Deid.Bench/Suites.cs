@@ -1,0 +1,21 @@
+namespace Deid.Bench;
+
+public static class Suites
+{
+    /// <summary>Name and entry of each suite; `make bench ARGS=pipeline` runs one.</summary>
+    public static readonly List<(string Name, Action<BenchResults> Run)> All = new()
+    {
+        // ("pipeline", PipelineBench.Run),
+        // ("models", ModelBench.Run),
+    };
+
+    public static string RepoRoot { get; } = FindRoot();
+
+    private static string FindRoot()
+    {
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "Deid.sln"))) return d.FullName;
+        return Directory.GetCurrentDirectory();
+    }
+}

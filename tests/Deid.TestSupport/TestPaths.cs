@@ -1,0 +1,43 @@
+namespace Deid.TestSupport;
+
+/// <summary>Where the repository, ../shared and scratch space are, seen from a test binary.</summary>
+public static class TestPaths
+{
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    /// <summary>../shared beside the repository (read-only media and golden references).</summary>
+    public static string Shared { get; } = Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+
+    public static string Video(string name) => Path.Combine(Shared, "media", "videos", name);
+    public static string Identity(string name) => Path.Combine(Shared, "media", "identities", name);
+    public static string Golden(params string[] parts) => Path.Combine([Shared, "golden", .. parts]);
+
+    /// <summary>The models directory the tests read (DEID_MODELS or models/ in the repo).</summary>
+    public static string Models =>
+        Environment.GetEnvironmentVariable("DEID_MODELS") is { Length: > 0 } m ? m : Path.Combine(RepoRoot, "models");
+
+    public const string DlibPredictor = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+
+    private static string FindRepoRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Deid.sln")))
+                return d.FullName;
+        // Built with DEID_ARTIFACTS outside the tree: fall back to the working directory.
+        for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "Deid.sln")))
+                return d.FullName;
+        throw new InvalidOperationException("cannot find the repository root (Deid.sln) from " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>A scratch folder removed when disposed.</summary>
+public sealed class TempDir : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("deid-test-").FullName;
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
