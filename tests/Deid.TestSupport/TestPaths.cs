@@ -20,6 +20,10 @@ public static class TestPaths
 
     private static string FindRepoRoot()
     {
+        var baked = typeof(TestPaths).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>().FirstOrDefault(a => a.Key == "DeidRepoRoot")?.Value;
+        if (baked != null && File.Exists(Path.Combine(baked, "Deid.sln")))
+            return baked;
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "Deid.sln")))
                 return d.FullName;

@@ -1,4 +1,7 @@
 using System.CommandLine;
+using System.Diagnostics;
+using Deid.Pipeline;
+using Spectre.Console;
 
 namespace Deid.Cli.Commands;
 
@@ -6,8 +9,109 @@ public static class AnonymizeCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("anonymize", "(not implemented yet)");
-        cmd.SetAction(_ => { Console.Error.WriteLine("deid: anonymize is not implemented yet"); return 2; });
+        var input = new Argument<string>("input") { Description = "Input video file." };
+        var output = new Option<string>("--output", "-o") { Description = "Output video file (written atomically; audio is copied).", Required = true };
+        var mode = new Option<string>("--mode") { Description = "What to do with each face: blur, pixelate or passthrough.", DefaultValueFactory = _ => "blur" };
+        var report = new Option<string?>("--report") { Description = "Write a JSON report (per frame faces, track ids, handling, totals) to this file." };
+        var workers = new Option<int>("--workers") { Description = "Parallel face detectors.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var batch = new Option<int>("--batch-size") { Description = "Face crops per face-stage batch.", DefaultValueFactory = _ => 8 };
+        var cropSize = new Option<int>("--crop-size") { Description = "Aligned face crop size in pixels.", DefaultValueFactory = _ => 256 };
+        var maxMissing = new Option<int>("--max-missing") { Description = "Frames a lost face is still followed before its region is only blurred.", DefaultValueFactory = _ => 10 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+
+        var cmd = new Command("anonymize", "De-identify every face in a video (blur, pixelate or pass through), keeping audio, frame count and timing.");
+        cmd.Arguments.Add(input);
+        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device }) cmd.Options.Add(o);
+
+        cmd.SetAction(async (ParseResult r, CancellationToken ct) =>
+        {
+            try
+            {
+                var options = new AnonymizeOptions
+                {
+                    Mode = ParseMode(r.GetValue(mode)),
+                    Workers = r.GetValue(workers),
+                    BatchSize = r.GetValue(batch),
+                    CropSize = r.GetValue(cropSize),
+                    MaxMissingFrames = r.GetValue(maxMissing),
+                    Device = r.GetValue(device) ?? "cpu",
+                };
+                var inPath = r.GetValue(input)!;
+                var outPath = r.GetValue(output)!;
+                var reportPath = r.GetValue(report);
+                if (reportPath != null) CheckReportPath(reportPath, inPath, outPath);
+
+                var result = Console.IsOutputRedirected
+                    ? await Anonymizer.RunAsync(inPath, outPath, options, null, ct)
+                    : await RunWithProgressAsync(inPath, outPath, options, ct);
+
+                if (reportPath != null) result.WriteJson(reportPath);
+                foreach (var w in result.Warnings) Console.Error.WriteLine($"deid: warning: {w}");
+                Console.WriteLine(
+                    $"anonymized {result.Frames} frames in {result.Elapsed.TotalSeconds:F1}s ({result.Fps:F1} fps): " +
+                    $"{result.Faces} faces ({result.Replaced} replaced, {result.Tracked} tracked, {result.FallbackBlurred} fallback-blurred), " +
+                    $"{result.Tracks} tracks -> {outPath}");
+                return 0;
+            }
+            catch (Exception e)
+            {
+                return CliErrors.Report(e);
+            }
+        });
         return cmd;
+    }
+
+    private static AnonymizeMode ParseMode(string? s) => (s ?? "blur").Trim().ToLowerInvariant() switch
+    {
+        "blur" => AnonymizeMode.Blur,
+        "pixelate" => AnonymizeMode.Pixelate,
+        "passthrough" => AnonymizeMode.Passthrough,
+        _ => throw new ArgumentException($"unknown mode '{s}' (expected blur, pixelate or passthrough)"),
+    };
+
+    private static void CheckReportPath(string reportPath, string input, string output)
+    {
+        var full = Path.GetFullPath(reportPath);
+        if (full == Path.GetFullPath(input) || full == Path.GetFullPath(output))
+            throw new ArgumentException($"the report file must differ from the input and output videos: {reportPath}");
+        var dir = Path.GetDirectoryName(full);
+        if (dir == null || !Directory.Exists(dir))
+            throw new ArgumentException($"the report's folder does not exist: {dir}");
+    }
+
+    private static async Task<AnonymizeReport> RunWithProgressAsync(string input, string output, AnonymizeOptions options, CancellationToken ct)
+    {
+        AnonymizeReport? result = null;
+        await AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .StartAsync(async ctx =>
+            {
+                var task = ctx.AddTask("frames", maxValue: 1);
+                task.IsIndeterminate = true;
+                var lastUpdate = Stopwatch.StartNew();
+                var progress = new SyncProgress(p =>
+                {
+                    if (lastUpdate.ElapsedMilliseconds < 100 && p.FramesDone != p.TotalFrames) return;
+                    lastUpdate.Restart();
+                    if (p.TotalFrames is > 0 and var total)
+                    {
+                        task.IsIndeterminate = false;
+                        task.MaxValue = total;
+                    }
+                    task.Value = p.FramesDone;
+                    task.Description = $"frames {p.FramesDone}{(p.TotalFrames is { } t ? "/" + t : "")} [grey]{p.Fps:F1} fps[/]";
+                });
+                result = await Anonymizer.RunAsync(input, output, options, progress, ct);
+                task.Value = task.MaxValue;
+                task.StopTask();
+            });
+        return result!;
+    }
+
+    /// <summary>Progress&lt;T&gt; posts to the thread pool and may run after the task ends; this one reports inline.</summary>
+    private sealed class SyncProgress(Action<PipelineProgress> report) : IProgress<PipelineProgress>
+    {
+        public void Report(PipelineProgress value) => report(value);
     }
 }

@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Deid.Models;
+
+/// <summary>One model Deid knows about. A model is present when any of its <see cref="Files"/> alternatives
+/// (paths relative to the models directory) exists; multi-file models list every file in <see cref="Required"/>.</summary>
+public sealed record ModelEntry(
+    string Name,
+    string Role,
+    IReadOnlyList<string> Files,
+    string Source,
+    string HowToGet,
+    IReadOnlyList<string>? Required = null)
+{
+    /// <summary>Files that must all exist (defaults to the first alternative of <see cref="Files"/>).</summary>
+    public IReadOnlyList<string> AllRequired => Required ?? [Files[0]];
+}
+
+public sealed record ModelStatus(ModelEntry Entry, bool Present, string Path, long Size, string? Sha256);
+
+/// <summary>
+/// The models directory (<c>$DEID_MODELS</c>, else <c>models/</c> in the repository) and the catalogue of every
+/// model Deid uses, with where each is published and how to get it. <c>manifest.json</c> in the directory records
+/// the sha256 of every file that fetch/import placed there.
+/// </summary>
+public sealed class ModelStore
+{
+    public const string FaceApiPackage = "@vladmandic/face-api@1.7.15";
+    public const string FacepluginPackage = "faceplugin-face-recognition-js@0.0.1";
+    public const string DlibSystemPath = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+    public const string ManifestFile = "manifest.json";
+
+    private static readonly string[] FaceApiModels =
+    [
+        "face_recognition_model", "face_landmark_68_model", "face_landmark_68_tiny_model",
+        "ssd_mobilenetv1_model", "tiny_face_detector_model", "age_gender_model", "face_expression_model",
+    ];
+
+    private static IReadOnlyList<string> FaceApiFiles(string model) =>
+        [$"face-api/{model}-weights_manifest.json", $"face-api/{model}.bin"];
+
+    private const string FetchCmd = "deid models fetch";
+
+    public static IReadOnlyList<ModelEntry> Catalogue { get; } =
+    [
+        new("face-api-recognition", "E_id", FaceApiFiles("face_recognition_model"),
+            $"npm {FaceApiPackage} model/ (face-api.js weights, MIT)", FetchCmd, FaceApiFiles("face_recognition_model")),
+        new("face-api-landmark68", "E_lnd", FaceApiFiles("face_landmark_68_model"),
+            $"npm {FaceApiPackage} model/", FetchCmd, FaceApiFiles("face_landmark_68_model")),
+        new("face-api-ssd-mobilenetv1", "detector", FaceApiFiles("ssd_mobilenetv1_model"),
+            $"npm {FaceApiPackage} model/", FetchCmd, FaceApiFiles("ssd_mobilenetv1_model")),
+        new("dlib-shape-predictor-68", "detector", ["shape_predictor_68_face_landmarks.dat"],
+            "Debian/Ubuntu package libdlib-data (/usr/share/dlib)", $"apt-get install libdlib-data && {FetchCmd}"),
+        new("faceplugin-recognizer", "evaluation recognizer", ["faceplugin/fr_feature.onnx"],
+            $"npm {FacepluginPackage} model/fr_feature.onnx", FetchCmd),
+        new("stylegan2", "G", ["stylegan2/550000.pt", "stylegan2/stylegan2-ffhq-config-f.pt"],
+            "rosinality/stylegan2-pytorch checkpoints: FFHQ-256 550000.pt or FFHQ-1024 stylegan2-ffhq-config-f.pt (Google Drive links in its README)",
+            "deid models import FILE --as stylegan2"),
+        new("irse50", "E_id", ["irse50/model_ir_se50.pth"],
+            "eladrich/pixel2style2pixel pretrained models: model_ir_se50.pth (IR-SE50 ArcFace, Google Drive link in its README)",
+            "deid models import model_ir_se50.pth --as irse50"),
+        new("inception", "E_attr", ["inception/inception_v3_google-0cc3c7bd.pth"],
+            "torchvision inception_v3 ImageNet weights: https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+            "deid models import inception_v3_google-0cc3c7bd.pth --as inception"),
+    ];
+
+    public string Root { get; }
+
+    public ModelStore(string? root = null) => Root = Path.GetFullPath(root ?? DefaultDir());
+
+    /// <summary><c>$DEID_MODELS</c>, else <c>models/</c> beside the nearest Deid.sln (working dir, then the binary's dir), else ./models.</summary>
+    public static string DefaultDir()
+    {
+        if (Environment.GetEnvironmentVariable("DEID_MODELS") is { Length: > 0 } env) return Path.GetFullPath(env);
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+                if (File.Exists(Path.Combine(d.FullName, "Deid.sln")))
+                    return Path.Combine(d.FullName, "models");
+        return Path.GetFullPath("models");
+    }
+
+    /// <summary>Where the face-api.js TF.js weights live.</summary>
+    public static string FaceApiDir(string? root = null) => Path.Combine(root ?? DefaultDir(), "face-api");
+
+    public static ModelEntry Find(string name) =>
+        Catalogue.FirstOrDefault(e => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
+        ?? throw new ArgumentException($"unknown model '{name}' (known: {string.Join(", ", Catalogue.Select(e => e.Name))})");
+
+    /// <summary>Absolute path of the model's first present alternative, or of its first alternative when none is present.</summary>
+    public string PathOf(string name)
+    {
+        var e = Find(name);
+        return e.Files.Select(f => Path.Combine(Root, f)).FirstOrDefault(File.Exists) ?? Path.Combine(Root, e.Files[0]);
+    }
+
+    public IReadOnlyList<ModelStatus> List()
+    {
+        var manifest = ReadManifest();
+        var list = new List<ModelStatus>();
+        foreach (var e in Catalogue)
+        {
+            var present = e.Required != null
+                ? e.Required.All(f => File.Exists(Path.Combine(Root, f)))
+                : e.Files.Any(f => File.Exists(Path.Combine(Root, f)));
+            var main = e.Required != null ? e.Required[^1] : e.Files.FirstOrDefault(f => File.Exists(Path.Combine(Root, f))) ?? e.Files[0];
+            var path = Path.Combine(Root, main);
+            long size = 0; string? sha = null;
+            if (present)
+            {
+                size = e.Required != null ? e.Required.Sum(f => new FileInfo(Path.Combine(Root, f)).Length) : new FileInfo(path).Length;
+                sha = manifest.TryGetValue(main, out var rec) && rec.Size == new FileInfo(path).Length ? rec.Sha256 : null;
+            }
+            list.Add(new ModelStatus(e, present, path, size, sha));
+        }
+        return list;
+    }
+
+    public sealed record ManifestRecord(string Sha256, long Size, string Source);
+
+    public Dictionary<string, ManifestRecord> ReadManifest()
+    {
+        var path = Path.Combine(Root, ManifestFile);
+        var result = new Dictionary<string, ManifestRecord>(StringComparer.Ordinal);
+        if (!File.Exists(path)) return result;
+        JsonNode? node;
+        try { node = JsonNode.Parse(File.ReadAllText(path)); }
+        catch (JsonException ex) { throw new InvalidDataException($"{path} is not valid JSON: {ex.Message}"); }
+        if (node?["files"] is JsonObject files)
+            foreach (var (k, v) in files)
+                if (v?["sha256"]?.GetValue<string>() is { } sha)
+                    result[k] = new ManifestRecord(sha, v["size"]?.GetValue<long>() ?? -1, v["source"]?.GetValue<string>() ?? "");
+        return result;
+    }
+
+    private void WriteManifest(Dictionary<string, ManifestRecord> records)
+    {
+        var files = new JsonObject();
+        foreach (var (k, r) in records.OrderBy(p => p.Key, StringComparer.Ordinal))
+            files[k] = new JsonObject { ["sha256"] = r.Sha256, ["size"] = r.Size, ["source"] = r.Source };
+        var root = new JsonObject { ["files"] = files };
+        var path = Path.Combine(Root, ManifestFile);
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    public static string Sha256Of(string path)
+    {
+        using var f = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(f));
+    }
+
+    /// <summary>
+    /// Places every model that has a public, scriptable source: the face-api.js weights and the faceplugin
+    /// recognizer (via <c>npm pack</c>), and the dlib predictor (linked from libdlib-data). Idempotent: files already
+    /// present with the sha256 recorded in manifest.json are left alone. Returns the problems it could not fix.
+    /// </summary>
+    public IReadOnlyList<string> Fetch(Action<string>? log = null, string npm = "npm", CancellationToken ct = default)
+    {
+        log ??= _ => { };
+        Directory.CreateDirectory(Root);
+        var manifest = ReadManifest();
+        var problems = new List<string>();
+
+        bool Verified(string rel)
+        {
+            var p = Path.Combine(Root, rel);
+            return File.Exists(p) && manifest.TryGetValue(rel, out var r) && r.Size == new FileInfo(p).Length && r.Sha256 == Sha256Of(p);
+        }
+
+        var faceApi = FaceApiModels.SelectMany(FaceApiFiles).ToList();
+        if (faceApi.All(Verified)) log($"face-api: up to date ({Path.Combine(Root, "face-api")})");
+        else
+        {
+            log($"face-api: npm pack {FaceApiPackage}");
+            FromNpm(npm, FaceApiPackage, entry => entry.StartsWith("package/model/", StringComparison.Ordinal)
+                ? "face-api/" + entry["package/model/".Length..] : null, manifest, ct);
+        }
+
+        const string onnx = "faceplugin/fr_feature.onnx";
+        if (Verified(onnx)) log($"faceplugin: up to date ({Path.Combine(Root, onnx)})");
+        else
+        {
+            log($"faceplugin: npm pack {FacepluginPackage}");
+            FromNpm(npm, FacepluginPackage, entry => entry == "package/model/fr_feature.onnx" ? onnx : null, manifest, ct);
+        }
+
+        const string dat = "shape_predictor_68_face_landmarks.dat";
+        var datPath = Path.Combine(Root, dat);
+        if (File.Exists(datPath)) log($"dlib: present ({datPath})");
+        else if (File.Exists(DlibSystemPath))
+        {
+            try { File.CreateSymbolicLink(datPath, DlibSystemPath); log($"dlib: linked {datPath} -> {DlibSystemPath}"); }
+            catch (IOException) { File.Copy(DlibSystemPath, datPath); log($"dlib: copied {DlibSystemPath}"); }
+            catch (UnauthorizedAccessException) { File.Copy(DlibSystemPath, datPath); log($"dlib: copied {DlibSystemPath}"); }
+        }
+        else problems.Add($"dlib shape predictor missing: {DlibSystemPath} not found; install it with `sudo apt-get install libdlib-data`, then run `deid models fetch` again");
+
+        if (File.Exists(datPath) && !(manifest.TryGetValue(dat, out var dr) && dr.Size == new FileInfo(datPath).Length))
+            manifest[dat] = new ManifestRecord(Sha256Of(datPath), new FileInfo(datPath).Length, "libdlib-data " + DlibSystemPath);
+
+        WriteManifest(manifest);
+        return problems;
+    }
+
+    /// <summary>Copies <paramref name="file"/> into the store as model <paramref name="asName"/> (e.g. stylegan2, irse50, inception).</summary>
+    public string Import(string file, string asName)
+    {
+        if (!File.Exists(file)) throw new FileNotFoundException($"cannot import {file}: no such file", file);
+        var e = Find(asName);
+        var name = Path.GetFileName(file);
+        var rel = e.Files.FirstOrDefault(f => Path.GetFileName(f) == name)
+            ?? throw new ArgumentException($"{name} is not a known file for model '{e.Name}' (expected {string.Join(" or ", e.Files.Select(Path.GetFileName))})");
+        var dest = Path.Combine(Root, rel);
+        Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
+        var tmp = dest + ".tmp";
+        File.Copy(file, tmp, overwrite: true);
+        File.Move(tmp, dest, overwrite: true);
+        var manifest = ReadManifest();
+        manifest[rel] = new ManifestRecord(Sha256Of(dest), new FileInfo(dest).Length, "imported from " + Path.GetFullPath(file));
+        WriteManifest(manifest);
+        return dest;
+    }
+
+    /// <summary>Runs <c>npm pack</c> into a temp dir and extracts the entries <paramref name="map"/> names (archive path → store path).</summary>
+    private void FromNpm(string npm, string spec, Func<string, string?> map, Dictionary<string, ManifestRecord> manifest, CancellationToken ct)
+    {
+        var tmp = Directory.CreateTempSubdirectory("deid-npm-").FullName;
+        try
+        {
+            var psi = new ProcessStartInfo(npm) { WorkingDirectory = tmp, RedirectStandardOutput = true, RedirectStandardError = true };
+            psi.ArgumentList.Add("pack"); psi.ArgumentList.Add(spec); psi.ArgumentList.Add("--silent");
+            Process p;
+            try { p = Process.Start(psi)!; }
+            catch (System.ComponentModel.Win32Exception ex)
+            {
+                throw new InvalidOperationException($"cannot run '{npm}' to fetch {spec} ({ex.Message}); install Node.js/npm (apt-get install npm)");
+            }
+            using (p)
+            {
+                var stderr = p.StandardError.ReadToEndAsync(ct);
+                p.StandardOutput.ReadToEnd();
+                p.WaitForExit();
+                if (p.ExitCode != 0)
+                    throw new InvalidOperationException($"npm pack {spec} failed (exit {p.ExitCode}): {FirstLine(stderr.Result)}");
+            }
+            var tgz = Directory.GetFiles(tmp, "*.tgz").SingleOrDefault()
+                ?? throw new InvalidOperationException($"npm pack {spec} produced no .tgz");
+
+            var placed = 0;
+            using (var fs = File.OpenRead(tgz))
+            using (var gz = new GZipStream(fs, CompressionMode.Decompress))
+            using (var tar = new TarReader(gz))
+            {
+                while (tar.GetNextEntry() is { } entry)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile) || entry.DataStream == null) continue;
+                    var rel = map(entry.Name);
+                    if (rel == null || rel.Contains("..")) continue;
+                    var dest = Path.Combine(Root, rel);
+                    Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
+                    var part = dest + ".tmp";
+                    using (var o = File.Create(part)) entry.DataStream.CopyTo(o);
+                    File.Move(part, dest, overwrite: true);
+                    manifest[rel] = new ManifestRecord(Sha256Of(dest), new FileInfo(dest).Length, $"npm {spec} {entry.Name}");
+                    placed++;
+                }
+            }
+            if (placed == 0) throw new InvalidOperationException($"npm package {spec} holds none of the expected model files");
+        }
+        finally
+        {
+            try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static string FirstLine(string s) =>
+        s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? "(no message)";
+}

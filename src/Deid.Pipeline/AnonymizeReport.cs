@@ -1,0 +1,119 @@
+using System.Text.Json;
+using Deid.Faces;
+
+namespace Deid.Pipeline;
+
+public sealed record FaceRecord(int TrackId, FaceBox Box, FaceHandling Handling);
+
+public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceRecord> Faces);
+
+/// <summary>What the pipeline did to every face of every frame, plus totals.</summary>
+public sealed class AnonymizeReport
+{
+    private readonly List<FrameRecord> _frames = [];
+    private readonly List<string> _warnings = [];
+
+    public string Input { get; init; } = "";
+    public string Output { get; init; } = "";
+    public string Stage { get; init; } = "";
+    public long Frames => _frames.Count;
+    public IReadOnlyList<FrameRecord> FrameRecords => _frames;
+    public IReadOnlyList<string> Warnings => _warnings;
+    public long Faces { get; private set; }
+    public long Replaced { get; private set; }
+    public long Tracked { get; private set; }
+    public long FallbackBlurred { get; private set; }
+    public int Tracks { get; internal set; }
+    public TimeSpan Elapsed { get; internal set; }
+    public double Fps => Elapsed.TotalSeconds > 0 ? Frames / Elapsed.TotalSeconds : 0;
+
+    internal void AddFrame(FrameRecord frame)
+    {
+        _frames.Add(frame);
+        foreach (var f in frame.Faces)
+        {
+            Faces++;
+            switch (f.Handling)
+            {
+                case FaceHandling.Replaced: Replaced++; break;
+                case FaceHandling.Tracked: Tracked++; break;
+                default: FallbackBlurred++; break;
+            }
+        }
+    }
+
+    internal void AddWarning(string warning) => _warnings.Add(warning);
+
+    /// <summary>Writes the report as JSON through a temp file and a rename, so a reader never sees half a report.</summary>
+    public void WriteJson(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var stream = File.Create(temp))
+            using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+                Write(w);
+            File.Move(temp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(temp); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    public string ToJson()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true })) Write(w);
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+
+    private void Write(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteString("input", Input);
+        w.WriteString("output", Output);
+        w.WriteString("stage", Stage);
+        w.WriteStartObject("totals");
+        w.WriteNumber("frames", Frames);
+        w.WriteNumber("faces", Faces);
+        w.WriteNumber("replaced", Replaced);
+        w.WriteNumber("tracked", Tracked);
+        w.WriteNumber("fallbackBlurred", FallbackBlurred);
+        w.WriteNumber("tracks", Tracks);
+        w.WriteNumber("elapsedSeconds", Math.Round(Elapsed.TotalSeconds, 3));
+        w.WriteNumber("fps", Math.Round(Fps, 3));
+        w.WriteEndObject();
+        w.WriteStartArray("warnings");
+        foreach (var s in _warnings) w.WriteStringValue(s);
+        w.WriteEndArray();
+        w.WriteStartArray("frames");
+        foreach (var f in _frames)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("index", f.Index);
+            w.WriteNumber("time", Math.Round(f.Time, 6));
+            w.WriteStartArray("faces");
+            foreach (var face in f.Faces)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("trackId", face.TrackId);
+                w.WriteStartArray("box");
+                w.WriteNumberValue(Math.Round(face.Box.Left, 1));
+                w.WriteNumberValue(Math.Round(face.Box.Top, 1));
+                w.WriteNumberValue(Math.Round(face.Box.Right, 1));
+                w.WriteNumberValue(Math.Round(face.Box.Bottom, 1));
+                w.WriteEndArray();
+                w.WriteString("handling", face.Handling.ToJsonName());
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+}
