@@ -5,11 +5,12 @@ public static class Suites
     /// <summary>Name and entry of each suite; `make bench ARGS=pipeline` runs one.</summary>
     public static readonly List<(string Name, Action<BenchResults> Run)> All = new()
     {
-        // ("pipeline", PipelineBench.Run),
+        ("pipeline", PipelineBench.Run),
         // ("models", ModelBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();
+    public static string Shared => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
 
     private static string FindRoot()
     {

@@ -107,16 +107,15 @@ public sealed class OnnxFaceRecognizer : IDisposable
 
         const int plane = InputSize * InputSize;
         var input = new float[3 * plane];
-        var idx = bgr.GetGenericIndexer<Vec3b>();
-        for (var y = 0; y < InputSize; y++)
-            for (var x = 0; x < InputSize; x++)
-            {
-                var p = idx[y, x];
-                var o = y * InputSize + x;
-                input[o] = (p.Item2 - 127f) / 128f;            // R
-                input[plane + o] = (p.Item1 - 127f) / 128f;    // G
-                input[2 * plane + o] = (p.Item0 - 127f) / 128f; // B
-            }
+        if (!bgr.IsContinuous()) throw new InvalidOperationException("expected a continuous 112×112 image");
+        var pixels = new byte[3 * plane];
+        System.Runtime.InteropServices.Marshal.Copy(bgr.Data, pixels, 0, pixels.Length);
+        for (var o = 0; o < plane; o++)
+        {
+            input[o] = (pixels[3 * o + 2] - 127f) / 128f;             // R
+            input[plane + o] = (pixels[3 * o + 1] - 127f) / 128f;     // G
+            input[2 * plane + o] = (pixels[3 * o] - 127f) / 128f;     // B
+        }
 
         float[] result;
         lock (_gate)

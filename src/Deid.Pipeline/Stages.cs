@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Deid.Faces;
 using Deid.Media;
 using OpenCvSharp;
+using VideoWriter = Deid.Media.VideoWriter;
 
 namespace Deid.Pipeline;
 
@@ -119,30 +120,58 @@ internal sealed class DecodeStage(VideoReader reader, ChannelWriter<FrameWork> o
 internal sealed class DetectStage(int workers, Func<DlibFaceDetector> detectorFactory, DlibShapePredictor predictor,
     ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
 {
-    protected override Task LoopAsync(CancellationToken ct) =>
-        Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(() => WorkerAsync(ct), CancellationToken.None)));
-
-    private async Task WorkerAsync(CancellationToken ct)
+    protected override async Task LoopAsync(CancellationToken ct)
     {
-        using var detector = detectorFactory();
-        await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
+        // One failing worker stops its siblings at once; otherwise they would keep feeding the reorder buffer
+        // frames it can never release.
+        using var local = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        await Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(() => WorkerAsync(local), CancellationToken.None))).ConfigureAwait(false);
+    }
+
+    private async Task WorkerAsync(CancellationTokenSource local)
+    {
+        var ct = local.Token;
+        try
         {
-            try { Detect(detector, work); }
-            catch { work.Dispose(); throw; }
-            await SendAsync(work, ct).ConfigureAwait(false);
+            using var detector = detectorFactory();
+            await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                try { Detect(detector, work); }
+                catch { work.Dispose(); throw; }
+                await SendAsync(work, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            local.Cancel();
+            throw;
         }
     }
 
+    /// <summary>
+    /// Black margin added around each frame before detection, as a fraction of its long side: HOG only scores
+    /// windows that lie inside the image, so without it a face cut by the frame edge is never found.
+    /// </summary>
+    public const double EdgePadFraction = 0.08;
+
+    public static DlibFaceDetector CreateDetector() => new(maxSide: (int)Math.Round(720 * (1 + 2 * EdgePadFraction)));
+
     private void Detect(DlibFaceDetector detector, FrameWork work)
     {
-        var image = work.Frame.Image;
-        foreach (var box in detector.Detect(image))
+        var frame = work.Frame.Image;
+        var pad = (int)Math.Round(EdgePadFraction * Math.Max(frame.Width, frame.Height));
+        using var image = new Mat();
+        Cv2.CopyMakeBorder(frame, image, pad, pad, pad, pad, BorderTypes.Constant, Scalar.All(0));
+        foreach (var padded in detector.Detect(image))
         {
+            var box = padded with { Left = padded.Left - pad, Right = padded.Right - pad, Top = padded.Top - pad, Bottom = padded.Bottom - pad };
             FaceLandmarks? landmarks;
             try
             {
-                landmarks = predictor.Predict(image, box);
-                if (landmarks.Points.Any(p => !float.IsFinite(p.X) || !float.IsFinite(p.Y))) landmarks = null;
+                var points = predictor.Predict(image, padded).Points;
+                landmarks = points.Any(p => !float.IsFinite(p.X) || !float.IsFinite(p.Y))
+                    ? null
+                    : new FaceLandmarks(points.Select(p => new Point2f(p.X - pad, p.Y - pad)).ToArray());
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {

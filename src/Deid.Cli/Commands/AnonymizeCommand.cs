@@ -94,7 +94,7 @@ public static class AnonymizeCommand
                 {
                     if (lastUpdate.ElapsedMilliseconds < 100 && p.FramesDone != p.TotalFrames) return;
                     lastUpdate.Restart();
-                    if (p.TotalFrames is > 0 and var total)
+                    if (p.TotalFrames is long total && total > 0)
                     {
                         task.IsIndeterminate = false;
                         task.MaxValue = total;

@@ -6,8 +6,10 @@ public static class ModelsCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("models", "(not implemented yet)");
-        cmd.SetAction(_ => { Console.Error.WriteLine("deid: models is not implemented yet"); return 2; });
+        var cmd = new Command("models", "Model weights: what is present (list), fetching what registries serve (fetch), converting published checkpoints (import).");
+        cmd.Subcommands.Add(ModelsListCommand.Create());
+        cmd.Subcommands.Add(ModelsFetchCommand.Create());
+        cmd.Subcommands.Add(ModelsImportCommand.Create());
         return cmd;
     }
 }

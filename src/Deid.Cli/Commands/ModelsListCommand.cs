@@ -16,6 +16,8 @@ public static class ModelsListCommand
         {
             var store = new ModelStore(parse.GetValue(dir));
             var statuses = store.List();
+            // Piped output would otherwise be wrapped at Spectre's 80-column default.
+            if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 200);
             var table = new Table().Title($"models in {Markup.Escape(store.Root)}");
             foreach (var h in new[] { "name", "role", "status", "path", "size", "sha256" }) table.AddColumn(h);
             foreach (var s in statuses)

@@ -104,7 +104,7 @@ public sealed class IrSe50 : Module<Tensor, Tensor>, IIdentityEncoder
         InputSize = inputSize;
         Dim = embeddingDim;
 
-        input_layer = Sequential(Conv2d(3, S(64), 3, 1, 1, bias: false), BatchNorm2d(S(64)), PReLU(S(64)));
+        input_layer = CreateInputLayer(S(64));
         long last = S(512);
         long spatial = inputSize / 16;
         output_layer = Sequential(
@@ -128,6 +128,10 @@ public sealed class IrSe50 : Module<Tensor, Tensor>, IIdentityEncoder
         body = Sequential(units);
         RegisterComponents();
     }
+
+    /// <summary>The stem: conv3x3 (no bias) → BN → PReLU (exposed for block-level parity checks).</summary>
+    public static Sequential CreateInputLayer(long channels = 64) =>
+        Sequential(Conv2d(3, channels, 3, 1, 1, bias: false), BatchNorm2d(channels), PReLU(channels));
 
     /// <summary><c>[B,3,InputSize,InputSize]</c> in [-1,1] → <c>[B,Dim]</c> with unit L2 norm.</summary>
     public override Tensor forward(Tensor x)

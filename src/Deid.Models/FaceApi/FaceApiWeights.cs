@@ -97,4 +97,20 @@ internal static class TfOps
         using (sq)
             return nn.functional.interpolate(sq, new long[] { size, size }, mode: InterpolationMode.Bilinear, align_corners: false);
     }
+
+    /// <summary>
+    /// Bilinear resample of the square region (left, top, size as fractions of the side) of [B,C,S,S] images
+    /// to size×size; differentiable, border-replicating outside the image.
+    /// </summary>
+    public static Tensor CropRegion(Tensor crops, (float Left, float Top, float Size) region, int size)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (l, t, s) = region;
+        var b = crops.shape[0];
+        // affine_grid maps output [-1,1] to input [-1,1]: scale by the region size, shift to its centre.
+        var cx = (l + s / 2) * 2 - 1; var cy = (t + s / 2) * 2 - 1;
+        var theta = torch.tensor(new float[] { s, 0, cx, 0, s, cy }, new long[] { 1, 2, 3 }, dtype: crops.dtype, device: crops.device).expand(b, 2, 3);
+        var grid = nn.functional.affine_grid(theta, new long[] { b, crops.shape[1], size, size }, align_corners: false);
+        return nn.functional.grid_sample(crops, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false).MoveToOuterDisposeScope();
+    }
 }

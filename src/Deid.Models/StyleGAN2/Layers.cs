@@ -1,4 +1,5 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -189,7 +190,7 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
             int p = blurKernel.Length - factor - (kernelSize - 1);
             blur = new Blur(blurKernel, (p + 1) / 2 + factor - 1, p / 2 + 1, factor);
         }
-        weight = new Parameter(randn(1, outChannels, inChannels, kernelSize, kernelSize));
+        weight = new Parameter(randn([1, outChannels, inChannels, kernelSize, kernelSize]));
         modulation = new EqualLinear(styleDim, inChannels, biasInit: 1);
         (_in, _out, _k) = (inChannels, outChannels, kernelSize);
         _scale = 1.0 / Math.Sqrt(inChannels * kernelSize * kernelSize);
@@ -212,7 +213,7 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
         {
             // conv_transpose2d wants [in, out/groups, k, k] per group.
             var wT = wt.transpose(1, 2).reshape(batch * _in, _out, _k, _k);
-            var o = F.conv_transpose2d(x, wT, stride: [2, 2], padding: [0, 0], groups: batch);
+            var o = F.conv_transpose2d(x, wT, strides: [2, 2], padding: [0, 0], groups: batch);
             return blur!.forward(o.view(batch, _out, o.shape[2], o.shape[3]));
         }
         var y = F.conv2d(x, wt.view(batch * _out, _in, _k, _k), padding: [_k / 2, _k / 2], groups: batch);

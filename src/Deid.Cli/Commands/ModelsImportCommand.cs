@@ -1,0 +1,45 @@
+using System.CommandLine;
+using Deid.Models;
+
+namespace Deid.Cli.Commands;
+
+/// <summary>
+/// <c>deid models import FILE --as stylegan2|irse50|inception [--key K] [-o OUT.safetensors]</c>: converts a published
+/// PyTorch checkpoint into Deid's safetensors form (strictly checked against the network, config and source sha256 recorded).
+/// </summary>
+public static class ModelsImportCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<string>("FILE") { Description = "checkpoint written by torch.save (.pt/.pth, zip or legacy format)" };
+        var kind = new Option<string>("--as") { Description = "which network the checkpoint holds", Required = true };
+        kind.AcceptOnlyFromAmong([.. ModelImport.Kinds]);
+        var key = new Option<string?>("--key")
+        {
+            Description = "where the state dict is inside the checkpoint (stylegan2 default: g_ema; nested: state_dict/decoder.)",
+        };
+        var output = new Option<string?>("--output", "-o") { Description = "output .safetensors (default: <models>/<kind>/<name>.safetensors)" };
+        var models = new Option<string?>("--models") { Description = "models directory for the default output (default: $DEID_MODELS, else models/ in the repository)" };
+
+        var cmd = new Command("import", "Convert a PyTorch checkpoint (StyleGAN2 g_ema, IR-SE50, Inception-v3) to Deid's safetensors weights");
+        cmd.Arguments.Add(file);
+        cmd.Options.Add(kind);
+        cmd.Options.Add(key);
+        cmd.Options.Add(output);
+        cmd.Options.Add(models);
+        cmd.SetAction(parse =>
+        {
+            var src = parse.GetValue(file)!;
+            var k = parse.GetValue(kind)!;
+            var outPath = parse.GetValue(output)
+                          ?? Path.Combine(new ModelStore(parse.GetValue(models)).Root, k, Path.GetFileNameWithoutExtension(src) + ".safetensors");
+            var r = ModelImport.Import(src, k, outPath, parse.GetValue(key));
+            Console.WriteLine($"wrote {r.OutputPath}: {r.Kind}, {r.TensorCount} tensors, {r.Elements:N0} elements");
+            Console.WriteLine($"  source {Path.GetFileName(src)} sha256 {r.SourceSha256}");
+            if (r.Metadata.TryGetValue("config", out var cfg)) Console.WriteLine($"  config {cfg}");
+            foreach (var n in r.Notes) Console.WriteLine($"  note: {n}");
+            return 0;
+        });
+        return cmd;
+    }
+}

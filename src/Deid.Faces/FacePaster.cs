@@ -1,0 +1,145 @@
+using System.Collections.Concurrent;
+using OpenCvSharp;
+
+namespace Deid.Faces;
+
+public enum BlendMode
+{
+    /// <summary>Alpha blend under the feathered head mask.</summary>
+    Feather,
+    /// <summary>Match the new crop's Lab mean/std to the original crop inside the mask, then feather.</summary>
+    ColorMatch,
+    /// <summary>Poisson (seamless) cloning of the head region.</summary>
+    Poisson,
+}
+
+/// <summary>Puts a (modified) aligned crop back into the frame it was taken from.</summary>
+public static class FacePaster
+{
+    private static readonly ConcurrentDictionary<int, Mat> HeadMasks = new();
+
+    /// <summary>
+    /// Warps <paramref name="newCrop"/> back through face.CropToFrame and blends it under a feathered head mask.
+    /// Only face.FrameRegion of the frame is read or written.
+    /// </summary>
+    public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch)
+    {
+        ArgumentNullException.ThrowIfNull(frame);
+        ArgumentNullException.ThrowIfNull(face);
+        ArgumentNullException.ThrowIfNull(newCrop);
+        if (frame.Type() != MatType.CV_8UC3) throw new ArgumentException($"paste needs a BGR 8-bit frame, got {frame.Type()}", nameof(frame));
+        if (newCrop.Type() != MatType.CV_8UC3 || newCrop.Width != face.Size || newCrop.Height != face.Size)
+            throw new ArgumentException($"the new crop must be a {face.Size}x{face.Size} BGR 8-bit image, got {newCrop.Width}x{newCrop.Height} {newCrop.Type()}", nameof(newCrop));
+        var region = face.FrameRegion & new Rect(0, 0, frame.Width, frame.Height);
+        if (region.Width <= 0 || region.Height <= 0) return;
+
+        var mask = HeadMask(face.Size);
+        using var colored = mode == BlendMode.Feather ? null : MatchColors(newCrop, face.Crop, mask);
+        var source = colored ?? newCrop;
+
+        // region pixel r → crop pixel: A (r + tl) + b.
+        using var m = face.FrameToCrop.Clone();
+        m.Set(0, 2, m.At<double>(0, 2) + m.At<double>(0, 0) * region.X + m.At<double>(0, 1) * region.Y);
+        m.Set(1, 2, m.At<double>(1, 2) + m.At<double>(1, 0) * region.X + m.At<double>(1, 1) * region.Y);
+        var flags = InterpolationFlags.WarpInverseMap;
+        using var warped = new Mat();
+        using var alpha = new Mat();
+        Cv2.WarpAffine(source, warped, m, region.Size, flags | InterpolationFlags.Cubic, BorderTypes.Replicate);
+        Cv2.WarpAffine(mask, alpha, m, region.Size, flags | InterpolationFlags.Linear, BorderTypes.Constant, Scalar.All(0));
+
+        using var dst = new Mat(frame, region);
+        if (mode == BlendMode.Poisson && TryPoisson(warped, dst, alpha)) return;
+        Blend(warped, dst, alpha);
+    }
+
+    /// <summary>The feathered head mask (CV_32F, 1 inside) for a crop size: face, hair and chin of an FFHQ crop.
+    /// Cached and shared: do not modify or dispose it.</summary>
+    public static Mat HeadMask(int size) => HeadMasks.GetOrAdd(size, static n =>
+    {
+        var mask = new Mat(n, n, MatType.CV_32FC1, Scalar.All(0));
+        // An FFHQ crop holds the hair from about 5% below its top edge and the chin at about 92% of its height;
+        // the ellipse spans both and leaves the background corners alone.
+        var centre = new Point2f(n * 0.5f, n * 0.5f);
+        Cv2.Ellipse(mask, new RotatedRect(centre, new Size2f(n * 0.76f, n * 0.90f), 0), Scalar.All(1), -1, LineTypes.AntiAlias);
+        double sigma = n * 0.025;
+        Cv2.GaussianBlur(mask, mask, new Size(0, 0), sigma);
+        // The crop edge must carry zero weight or the warp's border would show.
+        Cv2.Rectangle(mask, new Rect(0, 0, n, n), Scalar.All(0), 1);
+        return mask;
+    });
+
+    internal static void Blend(Mat warped, Mat dst, Mat alpha)
+    {
+        using var inv = new Mat();
+        Cv2.Subtract(Scalar.All(1.0), alpha, inv);
+        Cv2.BlendLinear(warped, dst, alpha, inv, dst);
+    }
+
+    /// <summary>Lab mean/std transfer from <paramref name="original"/> to <paramref name="crop"/> inside the head mask.</summary>
+    internal static Mat MatchColors(Mat crop, Mat original, Mat mask)
+    {
+        using var bin = new Mat();
+        Cv2.Threshold(mask, bin, 0.5, 255, ThresholdTypes.Binary);
+        using var bin8 = new Mat();
+        bin.ConvertTo(bin8, MatType.CV_8UC1);
+        using var a = ToLab(crop);
+        using var b = ToLab(original);
+        Cv2.MeanStdDev(a, out var ma, out var sa, bin8);
+        Cv2.MeanStdDev(b, out var mb, out var sb, bin8);
+        var channels = Cv2.Split(a);
+        try
+        {
+            for (int c = 0; c < 3; c++)
+            {
+                // A flat new crop has no spread to stretch: limit the gain so noise is not amplified.
+                double gain = sa[c] > 1e-3 ? Math.Clamp(sb[c] / sa[c], 0.25, 4.0) : 1.0;
+                channels[c].ConvertTo(channels[c], MatType.CV_32FC1, gain, mb[c] - ma[c] * gain);
+            }
+            using var merged = new Mat();
+            Cv2.Merge(channels, merged);
+            using var bgr = new Mat();
+            Cv2.CvtColor(merged, bgr, ColorConversionCodes.Lab2BGR);
+            var result = new Mat();
+            bgr.ConvertTo(result, MatType.CV_8UC3, 255.0);
+            return result;
+        }
+        finally
+        {
+            foreach (var ch in channels) ch.Dispose();
+        }
+    }
+
+    private static Mat ToLab(Mat bgr)
+    {
+        using var f = new Mat();
+        bgr.ConvertTo(f, MatType.CV_32FC3, 1.0 / 255);
+        var lab = new Mat();
+        Cv2.CvtColor(f, lab, ColorConversionCodes.BGR2Lab);
+        return lab;
+    }
+
+    private static bool TryPoisson(Mat warped, Mat dst, Mat alpha)
+    {
+        using var bin = new Mat();
+        Cv2.Threshold(alpha, bin, 0.5, 255, ThresholdTypes.Binary);
+        using var mask8 = new Mat();
+        bin.ConvertTo(mask8, MatType.CV_8UC1);
+        // seamlessClone needs a border of unmasked pixels round the mask inside the destination.
+        if (dst.Width < 8 || dst.Height < 8) return false;
+        Cv2.Rectangle(mask8, new Rect(0, 0, mask8.Width, mask8.Height), Scalar.All(0), 3);
+        var box = Cv2.BoundingRect(mask8);
+        if (box.Width < 3 || box.Height < 3) return false;
+        var centre = new Point(box.X + box.Width / 2, box.Y + box.Height / 2);
+        using var cloned = new Mat();
+        try
+        {
+            Cv2.SeamlessClone(warped, dst, mask8, centre, cloned, SeamlessCloneFlags.NormalClone);
+        }
+        catch (OpenCVException)
+        {
+            return false;
+        }
+        Blend(cloned, dst, alpha);
+        return true;
+    }
+}

@@ -1,0 +1,30 @@
+using OpenCvSharp;
+
+namespace Deid.Media;
+
+/// <summary>One decoded picture. Owns <see cref="Image"/>; dispose it (or the frame) when done.</summary>
+public sealed class VideoFrame : IDisposable
+{
+    public VideoFrame() { }
+
+    public VideoFrame(long index, long pts, TimeSpan time, Mat image)
+    {
+        Index = index;
+        Pts = pts;
+        Time = time;
+        Image = image;
+    }
+
+    /// <summary>0-based position in presentation order.</summary>
+    public long Index { get; set; }
+
+    /// <summary>Presentation timestamp in <see cref="VideoInfo.TimeBase"/> units.</summary>
+    public long Pts { get; set; }
+
+    public TimeSpan Time { get; set; }
+
+    /// <summary>CV_8UC3 BGR, upright, <see cref="VideoInfo.Width"/> x <see cref="VideoInfo.Height"/>.</summary>
+    public Mat Image { get; set; } = null!;
+
+    public void Dispose() => Image?.Dispose();
+}

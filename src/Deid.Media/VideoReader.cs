@@ -1,0 +1,174 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using OpenCvSharp;
+
+namespace Deid.Media;
+
+/// <summary>
+/// Decodes a video into upright BGR frames with a plain ffmpeg process: raw bgr24 on stdout, and each frame's exact
+/// pts from the showinfo filter on stderr (same pass, so timestamps always pair with the right picture).
+/// </summary>
+public sealed partial class VideoReader : IDisposable
+{
+    private readonly List<Process> _running = [];
+    private bool _disposed;
+
+    public VideoReader(string path)
+    {
+        Info = MediaProbe.Probe(path);
+    }
+
+    public VideoInfo Info { get; }
+
+    /// <summary>
+    /// Frames in presentation order; none dropped or duplicated. The caller disposes each frame. Breaking out of the
+    /// loop or cancelling stops ffmpeg. Throws <see cref="MediaException"/> if decoding fails or the file ends early.
+    /// </summary>
+    public IEnumerable<VideoFrame> ReadFrames(CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Enumerate(ct);
+    }
+
+    private IEnumerable<VideoFrame> Enumerate(CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        var info = Info;
+        string[] args =
+        [
+            "-hide_banner", "-nostdin", "-nostats", "-loglevel", "repeat+level+info",
+            // keep the file's own timestamps (ffmpeg would otherwise shift them to start at 0)
+            "-copyts",
+            "-i", info.Path,
+            "-map", "0:" + info.VideoStreamIndex.ToString(CultureInfo.InvariantCulture),
+            "-an", "-sn", "-dn",
+            // autorotate (ffmpeg's default) turns the frames upright before this filter
+            "-vf", "showinfo=checksum=0",
+            "-fps_mode", "passthrough",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1",
+        ];
+        var proc = FfTools.Start(FfTools.Ffmpeg, args, stdin: false, stdout: true);
+        lock (_running) _running.Add(proc);
+        var tail = new StderrTail();
+        var ptsQueue = new BlockingCollection<long?>();
+        // written before the first frame line is queued, so the queue's barrier publishes it
+        var filterTb = new Rational[] { info.TimeBase };
+        var partial = false;
+        var stderrTask = Task.Run(() =>
+        {
+            try
+            {
+                while (proc.StandardError.ReadLine() is { } line)
+                {
+                    var m = ShowInfoFrame().Match(line);
+                    if (m.Success)
+                    {
+                        ptsQueue.Add(m.Groups[1].Value == "NOPTS" ? null : long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+                        continue;
+                    }
+                    var tbm = ShowInfoTimeBase().Match(line);
+                    if (tbm.Success && Rational.TryParse(tbm.Groups[1].Value, out var tb) && tb.IsValid)
+                    {
+                        filterTb[0] = tb;
+                        continue;
+                    }
+                    if (line.Contains("[error]", StringComparison.Ordinal) || line.Contains("[fatal]", StringComparison.Ordinal) ||
+                        line.Contains("[panic]", StringComparison.Ordinal))
+                    {
+                        if (line.Contains("partial file", StringComparison.OrdinalIgnoreCase)) partial = true;
+                        tail.Add(line);
+                    }
+                }
+            }
+            catch (IOException) { }
+            catch (ObjectDisposedException) { }
+            finally { ptsQueue.CompleteAdding(); }
+        });
+        using var reg = ct.Register(() => FfTools.Stop(proc));
+
+        var w = info.Width;
+        var h = info.Height;
+        var frameBytes = checked(w * h * 3);
+        var stdout = proc.StandardOutput.BaseStream;
+        // without a pts (rare), continue from the previous one by one nominal frame duration
+        var step = Math.Max(1, Rational.Rescale(1, info.FrameRate.Invert(), info.TimeBase));
+        long index = 0;
+        long lastPts = long.MinValue;
+        try
+        {
+            while (true)
+            {
+                ct.ThrowIfCancellationRequested();
+                var mat = new Mat(h, w, MatType.CV_8UC3);
+                int got;
+                try { got = ReadInto(stdout, mat, frameBytes); }
+                catch { mat.Dispose(); throw; }
+                if (got < frameBytes)
+                {
+                    mat.Dispose();
+                    ct.ThrowIfCancellationRequested();
+                    if (got > 0) throw new MediaException($"decoding stopped in the middle of frame {index} of {info.Path}");
+                    break;
+                }
+                long? raw = null;
+                try
+                {
+                    if (ptsQueue.TryTake(out var p, Timeout.Infinite, ct)) raw = p;
+                }
+                catch (OperationCanceledException) { mat.Dispose(); throw; }
+                long pts = raw is { } rp ? Rational.Rescale(rp, filterTb[0], info.TimeBase)
+                    : lastPts == long.MinValue ? 0 : lastPts + step;
+                lastPts = pts;
+                var time = TimeSpan.FromTicks(Rational.Rescale(pts, info.TimeBase, new Rational(1, TimeSpan.TicksPerSecond)));
+                yield return new VideoFrame(index++, pts, time, mat);
+            }
+            proc.WaitForExit();
+            stderrTask.Wait(TimeSpan.FromSeconds(10));
+            ct.ThrowIfCancellationRequested();
+            if (proc.ExitCode != 0)
+                throw new MediaException($"ffmpeg failed to decode {info.Path}: {FfTools.Summarize(tail.Text)}");
+            if (partial)
+                throw new MediaException($"input video is truncated (its end is missing): {info.Path}");
+            if (index == 0)
+                throw new MediaException($"no video frame could be decoded from {info.Path}");
+        }
+        finally
+        {
+            FfTools.Stop(proc);
+            lock (_running) _running.Remove(proc);
+            proc.Dispose();
+            ptsQueue.Dispose();
+        }
+    }
+
+    /// <summary>Fills the Mat's pixels straight from the pipe; returns the bytes read (less only at end of stream).</summary>
+    private static unsafe int ReadInto(Stream s, Mat mat, int count)
+    {
+        var span = new Span<byte>((void*)mat.Data, count);
+        var total = 0;
+        while (total < count)
+        {
+            var n = s.Read(span[total..]);
+            if (n == 0) break;
+            total += n;
+        }
+        return total;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Process[] procs;
+        lock (_running) procs = [.. _running];
+        foreach (var p in procs) FfTools.Stop(p);
+    }
+
+    [GeneratedRegex(@"\bn:\s*\d+\s+pts:\s*(-?\d+|NOPTS)\s")]
+    private static partial Regex ShowInfoFrame();
+
+    [GeneratedRegex(@"config in time_base:\s*(\d+/\d+)")]
+    private static partial Regex ShowInfoTimeBase();
+}

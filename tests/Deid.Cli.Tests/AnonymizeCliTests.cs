@@ -1,0 +1,136 @@
+using System.Text.Json;
+using Deid.TestSupport;
+
+namespace Deid.Cli.Tests;
+
+/// <summary>Runs the built deid assembly as a process, exactly as a user would, and checks exit code, message and files.</summary>
+public sealed class AnonymizeCliTests : IDisposable
+{
+    private readonly TempDir _tmp = new();
+    private static readonly Lazy<string> SmallClip = new(() =>
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"deid-cli-clip-{Environment.ProcessId}.mp4");
+        Tool.Ffmpeg("-i", TestPaths.Video("talk_small.mp4"), "-t", "0.6", "-c:v", "libx264", "-crf", "20", "-preset", "veryfast", "-c:a", "aac", path);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { File.Delete(path); } catch (IOException) { } };
+        return path;
+    });
+
+    public void Dispose() => _tmp.Dispose();
+
+    private static (int Code, string StdOut, string StdErr) Deid(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "deid.dll");
+        Assert.True(File.Exists(dll), $"missing {dll}");
+        return Tool.Run("dotnet", [dll, .. args]);
+    }
+
+    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string output, params string[] expected)
+    {
+        Assert.NotEqual(0, r.Code);
+        var lines = r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("deid: error: ", lines[0]);
+        Assert.True(expected.Any(e => lines[0].Contains(e, StringComparison.OrdinalIgnoreCase)), $"unexpected message: {lines[0]}");
+        Assert.False(File.Exists(output), "no output file may be left behind");
+        // Nor a temp file beside it.
+        Assert.DoesNotContain(Directory.GetFiles(_tmp.Path, "*", SearchOption.AllDirectories), f => Path.GetFileName(f).Contains("out", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Help_Works()
+    {
+        var r = Deid("anonymize", "--help");
+        Assert.Equal(0, r.Code);
+        foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device" })
+            Assert.Contains(opt, r.StdOut);
+    }
+
+    [Fact]
+    public void MissingInput() =>
+        AssertFailsCleanly(Deid("anonymize", _tmp.File("nope.mp4"), "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "nope.mp4", "not found", "does not exist", "no such");
+
+    [Fact]
+    public void ZeroByteInput()
+    {
+        var input = _tmp.File("empty.mp4");
+        File.WriteAllBytes(input, []);
+        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "empty", "zero", "0 bytes");
+    }
+
+    [Fact]
+    public void TruncatedInput()
+    {
+        var input = _tmp.File("cut.mp4");
+        var bytes = File.ReadAllBytes(TestPaths.Video("talk_small.mp4"));
+        File.WriteAllBytes(input, bytes[..(bytes.Length / 3)]);
+        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "truncated", "corrupt", "not a video", "invalid", "cannot", "could not");
+    }
+
+    [Fact]
+    public void NotAVideo()
+    {
+        var input = _tmp.File("text.mp4");
+        File.WriteAllText(input, "this is not a video at all\n");
+        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "not a video", "invalid", "corrupt", "unrecognized", "cannot", "could not");
+    }
+
+    [Fact]
+    public void AudioOnlyInput()
+    {
+        var input = _tmp.File("sound.m4a");
+        Tool.Ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", input);
+        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "audio", "no video");
+    }
+
+    [Fact]
+    public void UnwritableOutputFolder()
+    {
+        var output = Path.Combine(_tmp.Path, "no", "such", "dir", "out.mp4");
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", output), output, "folder", "directory", "writ", "exist");
+    }
+
+    [Fact]
+    public void OutputEqualsInput()
+    {
+        var input = _tmp.File("in.mp4");
+        File.Copy(SmallClip.Value, input);
+        var before = File.ReadAllBytes(input);
+        var r = Deid("anonymize", input, "-o", input);
+        Assert.NotEqual(0, r.Code);
+        Assert.StartsWith("deid: error: ", r.StdErr.Trim());
+        Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(before, File.ReadAllBytes(input));
+        Assert.Single(Directory.GetFiles(_tmp.Path));
+    }
+
+    [Fact]
+    public void UnknownMode() =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--mode", "smudge"), _tmp.File("out.mp4"), "mode");
+
+    [Fact]
+    public void CudaWithoutCuda_IsAClearError()
+    {
+        var r = Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--device", "cuda");
+        if (r.Code == 0) return; // a machine with CUDA libtorch: nothing to report
+        AssertFailsCleanly(r, _tmp.File("out.mp4"), "CUDA");
+    }
+
+    [Fact]
+    public void Anonymize_WritesOutputSummaryAndReport()
+    {
+        var output = _tmp.File("out.mp4");
+        var report = _tmp.File("r.json");
+        var r = Deid("anonymize", SmallClip.Value, "-o", output, "--report", report, "--workers", "2", "--batch-size", "4", "--mode", "pixelate");
+        Assert.True(r.Code == 0, r.StdErr);
+        Assert.True(File.Exists(output));
+        Assert.Equal(Tool.CountFrames(SmallClip.Value), Tool.CountFrames(output));
+        Assert.Contains("frames", r.StdOut);
+        Assert.Single(r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries)); // stdout is not a terminal: one plain summary line
+        using var doc = JsonDocument.Parse(File.ReadAllText(report));
+        var totals = doc.RootElement.GetProperty("totals");
+        Assert.Equal(Tool.CountFrames(SmallClip.Value), totals.GetProperty("frames").GetInt32());
+        Assert.True(totals.GetProperty("faces").GetInt32() > 0);
+        Assert.Equal("pixelate", doc.RootElement.GetProperty("stage").GetString());
+        Assert.Equal(totals.GetProperty("frames").GetInt32(), doc.RootElement.GetProperty("frames").GetArrayLength());
+    }
+}

@@ -1,0 +1,221 @@
+using Deid.Faces;
+using Deid.TestSupport;
+using OpenCvSharp;
+
+namespace Deid.Faces.Tests;
+
+public class FaceBoxTests
+{
+    [Fact]
+    public void Geometry()
+    {
+        var b = new FaceBox(10, 20, 50, 100, 0.9f);
+        Assert.Equal(40, b.Width);
+        Assert.Equal(80, b.Height);
+        Assert.Equal(30, b.CenterX);
+        Assert.Equal(60, b.CenterY);
+        Assert.Equal(3200, b.Area);
+        Assert.Equal(new Rect(10, 20, 40, 80), b.ToRect());
+        Assert.Equal(new Rect(10, 20, 41, 81), new FaceBox(10.5f, 20.2f, 50.1f, 100.9f, 1).ToRect());
+
+        var s = b.Scale(2);
+        Assert.Equal(new FaceBox(-10, -20, 70, 140, 0.9f), s);
+        Assert.Equal(new FaceBox(0, 0, 64, 120, 0.9f), s.Clip(64, 120));
+
+        Assert.Equal(1f, FaceBox.IoU(b, b));
+        Assert.Equal(0f, FaceBox.IoU(b, new FaceBox(60, 0, 70, 10, 1)));
+        Assert.Equal(0.25f, FaceBox.IoU(b, s), 5);
+    }
+
+    [Fact]
+    public void LandmarksNeed68Points()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new FaceLandmarks(new Point2f[5]));
+        Assert.Contains("68", ex.Message);
+        var pts = Enumerable.Range(0, 68).Select(i => new Point2f(i, 2 * i)).ToArray();
+        Assert.Equal(new FaceBox(0, 0, 67, 134, 1), new FaceLandmarks(pts).Bounds());
+    }
+}
+
+public class DetectionTests
+{
+    [Fact]
+    public void OneFaceInEachIdentityPhoto()
+    {
+        using var det = new DlibFaceDetector();
+        Assert.NotEmpty(TestMedia.Photos);
+        foreach (var photo in TestMedia.Photos)
+        {
+            using var img = TestMedia.Read(photo);
+            var faces = det.Detect(img);
+            Assert.True(faces.Count == 1, $"{Path.GetFileName(photo)}: {faces.Count} faces");
+            var f = faces[0];
+            Assert.InRange(f.Left, 0, img.Width);
+            Assert.InRange(f.Right, f.Left + 40, img.Width + 1);
+            Assert.InRange(f.Bottom, f.Top + 40, img.Height + 1);
+        }
+    }
+
+    [Fact]
+    public void OneFaceInEveryTalkFrame()
+    {
+        using var det = new DlibFaceDetector();
+        foreach (var frame in TestMedia.Frames("talk_d3.mp4", 6, 60))
+        {
+            using var img = TestMedia.Read(frame);
+            Assert.Single(det.Detect(img));
+        }
+    }
+
+    [Fact]
+    public void SeveralFacesInTheGroupPhoto()
+    {
+        using var det = new DlibFaceDetector(upsample: 1, maxSide: 2000);
+        using var img = TestMedia.Read(TestPaths.Identity("group_t1.jpg"));
+        var faces = det.Detect(img);
+        Assert.True(faces.Count >= 3, $"{faces.Count} faces");
+        for (int i = 1; i < faces.Count; i++) Assert.True(faces[i - 1].Score >= faces[i].Score);
+        // distinct people, not one face reported twice
+        for (int i = 0; i < faces.Count; i++)
+            for (int j = i + 1; j < faces.Count; j++)
+                Assert.True(FaceBox.IoU(faces[i], faces[j]) < 0.3);
+    }
+
+    [Fact]
+    public void DownscaledDetectionMapsBoxesBackToTheFrame()
+    {
+        var file = TestMedia.Frames("talk_1080p.mp4", 2, 60)[0];
+        using var img = TestMedia.Read(file);
+        using var fast = new DlibFaceDetector(maxSide: 640);
+        using var full = new DlibFaceDetector(maxSide: 4096);
+        var a = fast.Detect(img);
+        var b = full.Detect(img);
+        Assert.Single(a);
+        Assert.Single(b);
+        Assert.True(FaceBox.IoU(a[0], b[0]) > 0.7, $"{a[0]} vs {b[0]}");
+    }
+
+    [Fact]
+    public void RejectsUnusableImages()
+    {
+        using var det = new DlibFaceDetector();
+        using var empty = new Mat();
+        Assert.Throws<ArgumentException>(() => det.Detect(empty));
+        using var floats = new Mat(64, 64, MatType.CV_32FC3, Scalar.All(0));
+        var ex = Assert.Throws<ArgumentException>(() => det.Detect(floats));
+        Assert.Contains("8-bit", ex.Message);
+        using var blank = new Mat(200, 300, MatType.CV_8UC3, Scalar.All(128));
+        Assert.Empty(det.Detect(blank));
+        using var grey = new Mat(200, 300, MatType.CV_8UC1, Scalar.All(128));
+        Assert.Empty(det.Detect(grey));
+    }
+}
+
+public class LandmarkTests
+{
+    [Fact]
+    public void LandmarksArePlausible()
+    {
+        using var det = new DlibFaceDetector();
+        var files = TestMedia.Photos.Concat(TestMedia.Frames("talk_d3.mp4", 6, 60)).Concat(TestMedia.Frames("talk_small.mp4", 3, 50));
+        foreach (var file in files)
+        {
+            using var img = TestMedia.Read(file);
+            var (box, lm) = TestMedia.Face(img, det);
+            Assert.Equal(FaceLandmarks.Count, lm.Points.Length);
+            var grown = box.Scale(1.5f);
+            foreach (var p in lm.Points)
+            {
+                Assert.InRange(p.X, grown.Left, grown.Right);
+                Assert.InRange(p.Y, grown.Top, grown.Bottom);
+            }
+            var eyeL = lm.Mean(36, 42);
+            var eyeR = lm.Mean(42, 48);
+            var nose = lm.Points[30];
+            var mouth = lm.Mean(48, 68);
+            var chin = lm.Points[8];
+            Assert.True(eyeL.X < eyeR.X, file);
+            Assert.True(Math.Max(eyeL.Y, eyeR.Y) < nose.Y && nose.Y < mouth.Y && mouth.Y < chin.Y, file);
+            Assert.InRange(nose.X, eyeL.X, eyeR.X);
+            Assert.True(FaceBox.IoU(box, lm.Bounds()) > 0.4, $"{file}: box {box} vs landmarks {lm.Bounds()}");
+        }
+    }
+
+    [Fact]
+    public void MissingModelFileIsAClearError()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("nope.dat");
+        var ex = Assert.Throws<FileNotFoundException>(() => DlibShapePredictor.Load(path));
+        Assert.Equal($"dlib 68-point model not found at {path}; install Debian's libdlib-data or run `deid models fetch`", ex.Message);
+    }
+
+    [Fact]
+    public void CorruptModelFileIsAClearError()
+    {
+        using var tmp = new TempDir();
+        var path = tmp.File("bad.dat");
+        File.WriteAllText(path, "not a dlib model");
+        var ex = Assert.Throws<FaceException>(() => DlibShapePredictor.Load(path));
+        Assert.StartsWith($"cannot load the dlib 68-point model {path}: ", ex.Message);
+        Assert.DoesNotContain('\n', ex.Message.TrimEnd());
+    }
+
+    [Fact]
+    public void DefaultPathPrefersDeidModels()
+    {
+        using var tmp = new TempDir();
+        var old = Environment.GetEnvironmentVariable("DEID_MODELS");
+        try
+        {
+            Environment.SetEnvironmentVariable("DEID_MODELS", tmp.Path);
+            Assert.Equal(DlibShapePredictor.SystemPath, DlibShapePredictor.DefaultPath());
+            File.WriteAllText(tmp.File(DlibShapePredictor.FileName), "x");
+            Assert.Equal(tmp.File(DlibShapePredictor.FileName), DlibShapePredictor.DefaultPath());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("DEID_MODELS", old);
+        }
+    }
+
+    [Fact]
+    public void PerThreadDetectorsAndASharedPredictorAgreeWithSequentialResults()
+    {
+        var files = TestMedia.Frames("talk_d3.mp4", 6, 60).Append(TestPaths.Identity("photo_s12.jpg")).ToArray();
+        var predictor = TestMedia.Predictor;
+        var images = files.Select(TestMedia.Read).ToArray();
+        try
+        {
+            List<(FaceBox, Point2f[])> Run(IEnumerable<Mat> imgs)
+            {
+                using var det = new DlibFaceDetector();
+                var r = new List<(FaceBox, Point2f[])>();
+                foreach (var img in imgs)
+                    foreach (var box in det.Detect(img))
+                        r.Add((box, predictor.Predict(img, box).Points));
+                return r;
+            }
+            var sequential = Run(images);
+            // each thread walks all images several times to overlap native calls on the shared predictor
+            var tasks = Enumerable.Range(0, 2).Select(t => Task.Run(() =>
+                Enumerable.Range(0, 2).SelectMany(_ => Run(t == 0 ? images : images.Reverse())).ToList())).ToArray();
+            Task.WaitAll(tasks);
+            var forward = tasks[0].Result;
+            var backward = tasks[1].Result;
+            for (int rep = 0; rep < 2; rep++)
+            {
+                var chunkF = forward.Skip(rep * sequential.Count).Take(sequential.Count).ToList();
+                Assert.Equal(sequential.Select(s => s.Item1), chunkF.Select(s => s.Item1));
+                Assert.Equal(sequential.SelectMany(s => s.Item2), chunkF.SelectMany(s => s.Item2));
+            }
+            Assert.Equal(sequential.Count * 2, backward.Count);
+            var seqSet = sequential.Select(s => (s.Item1, string.Join(';', s.Item2))).ToHashSet();
+            Assert.All(backward, b => Assert.Contains((b.Item1, string.Join(';', b.Item2)), seqSet));
+        }
+        finally
+        {
+            foreach (var m in images) m.Dispose();
+        }
+    }
+}

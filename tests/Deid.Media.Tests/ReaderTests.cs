@@ -1,0 +1,116 @@
+using Deid.Media;
+using Deid.TestSupport;
+using OpenCvSharp;
+
+namespace Deid.Media.Tests;
+
+public class ReaderTests
+{
+    [Theory]
+    [InlineData("talk_small.mp4")]
+    [InlineData("talk_d0_noaudio.mp4")]
+    public void ReadsEveryFrameWithFfprobeTimestamps(string name)
+    {
+        var path = Clips.Shared(name);
+        var expected = Tool.FrameTimes(path);
+        using var reader = new VideoReader(path);
+        var times = new List<double>();
+        long index = 0;
+        foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken))
+        {
+            using (frame)
+            {
+                Assert.Equal(index++, frame.Index);
+                Assert.Equal(reader.Info.Width, frame.Image.Width);
+                Assert.Equal(reader.Info.Height, frame.Image.Height);
+                Assert.Equal(MatType.CV_8UC3, frame.Image.Type());
+                Assert.Equal(frame.Pts * reader.Info.TimeBase.Value, frame.Time.TotalSeconds, 6);
+                times.Add(frame.Pts * reader.Info.TimeBase.Value);
+            }
+        }
+        Assert.Equal(expected.Length, times.Count);
+        for (var i = 0; i < times.Count; i++) Assert.Equal(expected[i], times[i], 5);
+    }
+
+    [Fact]
+    public void PixelsMatchAnIndependentDecode()
+    {
+        var path = Clips.Shared("talk_small.mp4");
+        using var reader = new VideoReader(path);
+        using var first = reader.ReadFrames(TestContext.Current.CancellationToken).First();
+        using var expected = Clips.FirstFrameGray(path, reader.Info.Width, reader.Info.Height);
+        using var gray = new Mat();
+        Cv2.CvtColor(first.Image, gray, ColorConversionCodes.BGR2GRAY);
+        using var diff = new Mat();
+        Cv2.Absdiff(gray, expected, diff);
+        Assert.True(Cv2.Mean(diff).Val0 < 2.0, $"mean abs diff {Cv2.Mean(diff).Val0}");
+    }
+
+    [Fact]
+    public void ReadsVariableFrameRateTimestamps()
+    {
+        using var dir = new TempDir();
+        var vfr = Clips.Vfr(dir);
+        var expected = Tool.FrameTimes(vfr);
+        using var reader = new VideoReader(vfr);
+        Assert.True(reader.Info.IsVariableFrameRate);
+        var times = reader.ReadFrames(TestContext.Current.CancellationToken).Select(f => { using (f) return f.Time.TotalSeconds; }).ToArray();
+        Assert.Equal(expected.Length, times.Length);
+        for (var i = 0; i < times.Length; i++) Assert.Equal(expected[i], times[i], 6);
+    }
+
+    [Fact]
+    public void RotatedClipIsReadUpright()
+    {
+        using var dir = new TempDir();
+        var clip = Clips.Trimmed(dir, "talk_d13_portrait_noaudio.mp4", 0.3, scale: "180:320");
+        var rotated = dir.File("rot.mp4");
+        Tool.Ffmpeg("-i", clip, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated);
+        using var reader = new VideoReader(rotated);
+        using var frame = reader.ReadFrames(TestContext.Current.CancellationToken).First();
+        Assert.Equal(320, frame.Image.Width);
+        Assert.Equal(180, frame.Image.Height);
+        using var expected = Clips.FirstFrameGray(rotated, 320, 180);
+        using var gray = new Mat();
+        Cv2.CvtColor(frame.Image, gray, ColorConversionCodes.BGR2GRAY);
+        using var diff = new Mat();
+        Cv2.Absdiff(gray, expected, diff);
+        Assert.True(Cv2.Mean(diff).Val0 < 2.0, $"mean abs diff {Cv2.Mean(diff).Val0}");
+    }
+
+    [Fact]
+    public void AbandonedEnumerationStopsFfmpeg()
+    {
+        using var dir = new TempDir();
+        var path = Clips.UniqueLink(dir, "talk_d3.mp4");
+        using var reader = new VideoReader(path);
+        var n = 0;
+        foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken))
+        {
+            frame.Dispose();
+            if (++n == 3) break;
+        }
+        Assert.Equal(3, n);
+        Assert.Empty(Clips.ChildProcessesUsing(path));
+    }
+
+    [Fact]
+    public void CancellationStopsFfmpeg()
+    {
+        using var dir = new TempDir();
+        var path = Clips.UniqueLink(dir, "talk_d3.mp4");
+        using var reader = new VideoReader(path);
+        using var cts = new CancellationTokenSource();
+        var n = 0;
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+        {
+            foreach (var frame in reader.ReadFrames(cts.Token))
+            {
+                frame.Dispose();
+                if (++n == 2) cts.Cancel();
+            }
+        });
+        Assert.Equal(2, n);
+        Assert.Empty(Clips.ChildProcessesUsing(path));
+    }
+}

@@ -1,0 +1,29 @@
+using Xunit;
+using System.Text.Json;
+using Deid.Models.FaceApi;
+using Deid.TestSupport;
+using TorchSharp;
+
+namespace Deid.Models.Tests.FaceApi;
+
+internal static class FaceApiTestData
+{
+    public static string ModelDir => Path.Combine(TestPaths.Models, "face-api");
+
+    /// <summary>Weights come from npm (deid models fetch); without them the parity tests cannot run.</summary>
+    public static void RequireWeights(string manifest)
+    {
+        if (!File.Exists(Path.Combine(ModelDir, manifest)))
+            Assert.Skip($"face-api weights missing in {ModelDir}; run `dotnet run --project src/Deid.Cli -- models fetch` (or `make setup`)");
+    }
+
+    public static string Image(string name) => TestPaths.Golden("face-api", "images", name);
+
+    public static float[] Descriptor(string json) =>
+        JsonSerializer.Deserialize<float[]>(File.ReadAllText(TestPaths.Golden("face-api", "data", json)))!;
+
+    public static (float X, float Y)[] Landmarks(string json) =>
+        JsonSerializer.Deserialize<List<Pt>>(File.ReadAllText(TestPaths.Golden("face-api", "data", json)))!.Select(p => (p.x, p.y)).ToArray();
+
+    private sealed record Pt(float x, float y);
+}

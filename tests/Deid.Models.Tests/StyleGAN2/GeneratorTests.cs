@@ -1,0 +1,142 @@
+using System.Text.Json;
+using Deid.Models.StyleGAN2;
+using Deid.Models.Weights;
+using Deid.TestSupport;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+using Generator = Deid.Models.StyleGAN2.Generator;
+
+namespace Deid.Models.Tests.StyleGAN2;
+
+public sealed class GeneratorTests
+{
+    private static string Fixture => TestPaths.Golden("reference", "stylegan2_small.safetensors");
+
+    private static StyleGAN2Config FixtureConfig()
+    {
+        using var f = SafeTensorsFile.Open(Fixture);
+        return StyleGAN2Config.FromJson(f.Metadata["config"]);
+    }
+
+    private static Generator LoadFixture()
+    {
+        var g = new Generator(FixtureConfig());
+        StateDict.LoadFile(g, Fixture, "state.");
+        g.eval();
+        return g;
+    }
+
+    private static void AssertClose(Tensor expected, Tensor actual, string what, double atol = 1e-4, double rtol = 1e-4)
+    {
+        Assert.Equal(expected.shape, actual.shape);
+        using var diff = (actual - expected).abs();
+        using var tol = expected.abs() * rtol + atol;
+        using var bad = diff.gt(tol);
+        double max = diff.max().item<float>();
+        Assert.True(bad.sum().item<long>() == 0, $"{what}: max abs diff {max:g3} exceeds atol {atol} / rtol {rtol}");
+    }
+
+    [Theory]
+    [InlineData("stylegan2_keys_256_cm2.json", 256)]
+    [InlineData("stylegan2_keys_1024_cm2.json", 1024)]
+    public void StateDictMatchesRosinalityNamesShapesAndOrder(string keysFile, int size)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(TestPaths.Golden("reference", keysFile)));
+        var expected = doc.RootElement.GetProperty("keys").EnumerateArray()
+            .Select(k => (k.GetProperty("name").GetString()!, string.Join(",", k.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()))))
+            .ToList();
+        using var g = new Generator(new StyleGAN2Config { Size = size, StyleDim = 512, NMlp = 8, ChannelMultiplier = 2 });
+        var actual = g.state_dict().Select(kv => (kv.Key, string.Join(",", kv.Value.shape))).ToList();
+        Assert.Equal(expected, actual);
+        long paramElements = g.parameters().Sum(p => p.numel());
+        Assert.Equal(doc.RootElement.GetProperty("num_parameter_elements").GetInt64(), paramElements);
+        Assert.Equal(doc.RootElement.GetProperty("n_latent").GetInt32(), g.NLatent);
+    }
+
+    [Fact]
+    public void ConfigRoundTripsThroughJsonAndReadsTheFixtureFormat()
+    {
+        var cfg = FixtureConfig();
+        Assert.Equal(32, cfg.Size);
+        Assert.Equal(64, cfg.StyleDim);
+        Assert.Equal(2, cfg.NMlp);
+        Assert.Equal(8, cfg.NLatent);
+        Assert.Equal(7, cfg.NumLayers);
+        Assert.Equal(24, cfg.ChannelsAt(8));
+        var back = StyleGAN2Config.FromJson(cfg.ToJson());
+        Assert.Equal(cfg.ToJson(), back.ToJson());
+        Assert.Throws<ArgumentException>(() => StyleGAN2Config.FromJson("{\"size\": 48}"));
+    }
+
+    [Fact]
+    public void ReproducesRosinalityOutputsOnTheSmallFixture()
+    {
+        using var g = LoadFixture();
+        var r = StateDict.FromSafeTensors(Fixture);
+        try
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            Tensor z = r["in.z"], z2 = r["in.z2"];
+
+            AssertClose(r["out.w"], g.Map(z), "out.w");
+            AssertClose(r["out.img_z"], g.forward(z), "out.img_z");
+
+            var avg = g.Map(r["in.z_mean"]).mean([0], keepdim: true);
+            AssertClose(r["out.latent_avg"], avg, "out.latent_avg");
+
+            var (trunc, _) = g.Generate([z], new GenerateOptions { Truncation = 0.7, TruncationLatent = r["out.latent_avg"] });
+            AssertClose(r["out.img_w_trunc"], trunc, "out.img_w_trunc");
+
+            AssertClose(r["out.img_wplus"], g.SynthesizeWPlus(r["in.wplus"]), "out.img_wplus");
+
+            var (mix, latent) = g.Generate([z, z2], new GenerateOptions { InjectIndex = 3 });
+            AssertClose(r["out.img_mix"], mix, "out.img_mix");
+            AssertClose(r["out.latent_mix"], latent, "out.latent_mix");
+
+            // W input is W+ with the same row everywhere.
+            var w = g.Map(z);
+            AssertClose(g.SynthesizeWPlus(w.unsqueeze(1).repeat(1, g.NLatent, 1)), g.Synthesize(w), "w vs w+", 1e-6, 1e-6);
+        }
+        finally
+        {
+            foreach (var t in r.Values) t.Dispose();
+        }
+    }
+
+    [Fact]
+    public void NoiseModesAndMeanLatent()
+    {
+        using var g = LoadFixture();
+        using var _ = no_grad();
+        using var scope = NewDisposeScope();
+        var z = randn(2, 64);
+        var fixedA = g.forward(z);
+        var fixedB = g.forward(z);
+        Assert.True(fixedA.allclose(fixedB, 0, 0), "stored noise must be deterministic");
+        var (rand, _) = g.Generate([z], new GenerateOptions { RandomizeNoise = true });
+        Assert.False(rand.allclose(fixedA), "random noise should change the image");
+
+        var m1 = g.MeanLatent(512, seed: 7);
+        var m2 = g.MeanLatent(512, seed: 7);
+        Assert.Same(m1, m2);
+        Assert.Equal(new long[] { 1, 64 }, m1.shape);
+        // ψ = 0 collapses every z onto the mean latent.
+        var (t0, lat) = g.Generate([z], new GenerateOptions { Truncation = 0, TruncationLatent = m1 });
+        Assert.True(lat.select(1, 0).allclose(m1.expand(2, 64), 1e-6, 1e-6));
+        Assert.True(t0[0].allclose(t0[1], 1e-5, 1e-5));
+
+        var ex = Assert.Throws<ArgumentException>(() => g.Generate([z], new GenerateOptions { Truncation = 0.5 }));
+        Assert.Contains("truncation latent", ex.Message);
+        Assert.Throws<ArgumentException>(() => g.Generate([randn(2, 63)]));
+    }
+
+    [Fact]
+    public void LoadingRejectsMismatchedWeights()
+    {
+        using var g = new Generator(FixtureConfig() with { StyleDim = 32 });
+        var ex = Assert.Throws<WeightsException>(() => StateDict.LoadFile(g, Fixture, "state."));
+        Assert.Contains("style.1.weight", ex.Message);
+    }
+}

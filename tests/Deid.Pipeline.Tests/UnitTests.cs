@@ -1,0 +1,205 @@
+using Deid.Faces;
+using Deid.Pipeline;
+using OpenCvSharp;
+
+namespace Deid.Pipeline.Tests;
+
+public class OneEuroFilterTests
+{
+    [Fact]
+    public void ConstantInputStaysConstant_AndJitterIsReduced()
+    {
+        var f = new OneEuroFilter(minCutoff: 1.0, beta: 0.0);
+        Assert.Equal(5.0, f.Filter(5.0, 0.0));
+        for (var i = 1; i < 10; i++) Assert.Equal(5.0, f.Filter(5.0, i / 30.0), 9);
+
+        var rnd = new Random(1);
+        var g = new OneEuroFilter(minCutoff: 1.0, beta: 0.0);
+        double rawVar = 0, filtVar = 0;
+        for (var i = 0; i < 300; i++)
+        {
+            var x = 100 + (rnd.NextDouble() - 0.5) * 4;
+            var y = g.Filter(x, i / 30.0);
+            if (i < 30) continue;
+            rawVar += (x - 100) * (x - 100);
+            filtVar += (y - 100) * (y - 100);
+        }
+        Assert.True(filtVar < rawVar / 4, $"filtered variance {filtVar} vs raw {rawVar}");
+    }
+
+    [Fact]
+    public void FastMotionHasLittleLag_WithBeta()
+    {
+        var slow = new OneEuroFilter(1.0, 0.0);
+        var adaptive = new OneEuroFilter(1.0, 0.05);
+        double s = 0, a = 0;
+        for (var i = 0; i < 30; i++) { s = slow.Filter(i * 20.0, i / 30.0); a = adaptive.Filter(i * 20.0, i / 30.0); }
+        var truth = 29 * 20.0;
+        Assert.True(Math.Abs(truth - a) < Math.Abs(truth - s) / 2, $"adaptive lag {truth - a}, fixed lag {truth - s}");
+    }
+
+    [Fact]
+    public void ResetStartsOver()
+    {
+        var f = new OneEuroFilter();
+        f.Filter(0, 0); f.Filter(0, 0.033);
+        f.Reset();
+        Assert.Equal(50.0, f.Filter(50.0, 0.066));
+    }
+
+    [Fact]
+    public void LandmarkSmootherFiltersEachCoordinate()
+    {
+        var s = new LandmarkSmoother();
+        var first = s.Filter([new Point2f(1, 2), new Point2f(3, 4)], 0);
+        Assert.Equal(new Point2f(1, 2), first[0]);
+        var next = s.Filter([new Point2f(11, 2), new Point2f(3, 14)], 1 / 30.0);
+        Assert.InRange(next[0].X, 1.01f, 10.99f);
+        Assert.Equal(2f, next[0].Y, 4);
+        Assert.Equal(3f, next[1].X, 4);
+        Assert.InRange(next[1].Y, 4.01f, 13.99f);
+    }
+}
+
+public class ReorderBufferTests
+{
+    [Fact]
+    public void ReleasesItemsInSequenceOrder()
+    {
+        var b = new ReorderBuffer<string>();
+        Assert.Empty(b.Add(2, "c"));
+        Assert.Empty(b.Add(1, "b"));
+        Assert.Equal(["a", "b", "c"], b.Add(0, "a"));
+        Assert.Equal(["d"], b.Add(3, "d"));
+        Assert.Empty(b.Add(5, "f"));
+        Assert.Equal(1, b.PendingCount);
+        Assert.Equal(["f"], b.Drain());
+        Assert.Throws<InvalidOperationException>(() => b.Add(1, "again"));
+    }
+
+    [Fact]
+    public void ShuffledInputComesOutSorted()
+    {
+        var order = Enumerable.Range(0, 200).OrderBy(_ => Random.Shared.Next()).ToList();
+        var b = new ReorderBuffer<int>();
+        var outp = new List<int>();
+        foreach (var i in order) outp.AddRange(b.Add(i, i));
+        Assert.Equal(Enumerable.Range(0, 200), outp);
+    }
+}
+
+public class FaceTrackerTests
+{
+    private static FaceLandmarks Marks(float cx, float cy) =>
+        new(Enumerable.Range(0, FaceLandmarks.Count).Select(i => new Point2f(cx + (i % 10) * 4 - 18, cy + (i / 10) * 6 - 18)).ToArray());
+
+    private static FaceDetection Det(float cx, float cy, float size = 80, bool landmarks = true) =>
+        new(new FaceBox(cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2, 1), landmarks ? Marks(cx, cy) : null);
+
+    [Fact]
+    public void TwoMovingFacesKeepTheirIds()
+    {
+        var t = new FaceTracker(5);
+        for (var f = 0; f < 30; f++)
+        {
+            // Detector order flips every frame: ids must follow the faces, not the list order.
+            var a = Det(100 + f * 3, 200);
+            var b = Det(400 - f * 2, 220);
+            var faces = t.Update(f % 2 == 0 ? [a, b] : [b, a], f / 30.0);
+            Assert.Equal(2, faces.Count);
+            Assert.All(faces, x => Assert.Equal(FaceHandling.Replaced, x.Handling));
+            var left = faces.MinBy(x => x.Box.CenterX)!;
+            var right = faces.MaxBy(x => x.Box.CenterX)!;
+            Assert.Equal(1, left.TrackId);
+            Assert.Equal(2, right.TrackId);
+        }
+        Assert.Equal(2, t.TracksCreated);
+    }
+
+    [Fact]
+    public void MissedFaceIsTrackedThenFallbackBlurredThenDropped()
+    {
+        const int k = 3;
+        var t = new FaceTracker(k);
+        for (var f = 0; f < 5; f++) t.Update([Det(100 + f * 4, 100)], f / 30.0);
+        var handled = new List<FaceHandling>();
+        for (var f = 5; f < 5 + 2 * k + 2; f++)
+        {
+            var faces = t.Update([], f / 30.0);
+            Assert.True(faces.Count <= 1);
+            if (faces.Count == 1) { Assert.Equal(1, faces[0].TrackId); handled.Add(faces[0].Handling); }
+        }
+        Assert.Equal(Enumerable.Repeat(FaceHandling.Tracked, k).Concat(Enumerable.Repeat(FaceHandling.FallbackBlurred, k)), handled);
+        Assert.Equal(0, t.ActiveTracks);
+    }
+
+    [Fact]
+    public void TrackedLandmarksContinueTheMotion()
+    {
+        var t = new FaceTracker(5);
+        for (var f = 0; f < 10; f++) t.Update([Det(100 + f * 10, 100)], f / 30.0);
+        var last = t.Update([Det(190, 100)], 9.5 / 30.0);
+        var tracked = t.Update([], 10 / 30.0).Single();
+        Assert.Equal(FaceHandling.Tracked, tracked.Handling);
+        Assert.NotNull(tracked.Landmarks);
+        Assert.True(tracked.Box.CenterX > last[0].Box.CenterX, "extrapolation should keep moving right");
+    }
+
+    [Fact]
+    public void FaceComingBackWithinWindowKeepsItsId_FarAwayFaceGetsANewOne()
+    {
+        var t = new FaceTracker(5);
+        t.Update([Det(100, 100)], 0);
+        t.Update([], 1 / 30.0);
+        t.Update([], 2 / 30.0);
+        Assert.Equal(1, t.Update([Det(104, 100)], 3 / 30.0).Single(f => f.Handling == FaceHandling.Replaced).TrackId);
+        var faces = t.Update([Det(104, 100), Det(600, 100)], 4 / 30.0);
+        Assert.Equal([1, 2], faces.Select(f => f.TrackId).Order());
+    }
+
+    [Fact]
+    public void DetectionWithoutLandmarksIsFallbackBlurred()
+    {
+        var t = new FaceTracker(5);
+        var f = t.Update([Det(100, 100, landmarks: false)], 0).Single();
+        Assert.Equal(FaceHandling.FallbackBlurred, f.Handling);
+        Assert.Null(f.Landmarks);
+    }
+}
+
+public class FaceStageTests
+{
+    [Fact]
+    public void BuiltInStagesReturnOneSameSizedCropPerInput()
+    {
+        foreach (var stage in new IFaceStage[] { new BlurStage(4), new PixelateStage(4), new PassthroughStage(4) })
+        {
+            using var _ = stage;
+            using var a = new Mat(64, 64, MatType.CV_8UC3, Scalar.All(0));
+            using var b = new Mat(64, 64, MatType.CV_8UC3, Scalar.All(0));
+            // A sharp pattern: blur and pixelate must change it, passthrough must not.
+            for (var y = 0; y < 64; y++) for (var x = 0; x < 64; x++)
+                    if (((x / 2) + (y / 2)) % 2 == 0) { a.Set(y, x, new Vec3b(255, 255, 255)); b.Set(y, x, new Vec3b(255, 255, 255)); }
+            using var before = a.Clone();
+            var outs = stage.Process([new FaceCrop(0, 1, a), new FaceCrop(0, 2, b)], CancellationToken.None);
+            Assert.Equal(2, outs.Count);
+            Assert.All(outs, o => Assert.Equal(new Size(64, 64), o.Size()));
+            using var diff = new Mat();
+            Cv2.Absdiff(before, outs[0], diff);
+            var changed = Cv2.Mean(diff).Val0;
+            if (stage is PassthroughStage) Assert.Equal(0, changed);
+            else Assert.True(changed > 20, $"{stage.Name} changed the crop by only {changed}");
+            Assert.Equal(4, stage.BatchSize);
+        }
+    }
+
+    [Fact]
+    public void FactoryHonoursModeAndOverride()
+    {
+        using var s1 = FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Pixelate, BatchSize = 3 });
+        Assert.IsType<PixelateStage>(s1);
+        Assert.Equal(3, s1.BatchSize);
+        using var s2 = FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Blur, StageFactory = () => new PassthroughStage(2) });
+        Assert.IsType<PassthroughStage>(s2);
+    }
+}
