@@ -17,7 +17,7 @@ SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # python3 for the TorchSharp library fix-up; python3-torch for reference benchmarks; chromium renders the
 # evaluation report in tests; npm fetches the face-api weights; opencv-doc ships the demo's face photo.
 APT_PACKAGES  := ffmpeg libdlib-dev libdlib-data libgtk-3-0 libatomic1 libdrm2 g++ make pkg-config \
-                 python3 python3-torch npm chromium opencv-doc ca-certificates
+                 python3 python3-torch npm chromium fonts-dejavu-core opencv-doc ca-certificates
 
 .PHONY: setup apt restore build models demo test bench clean
 

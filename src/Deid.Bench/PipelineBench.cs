@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Deid.Faces;
 using Deid.Media;
 using Deid.Pipeline;
-using OpenCvSharp;
+using VideoWriter = Deid.Media.VideoWriter;
 
 namespace Deid.Bench;
 

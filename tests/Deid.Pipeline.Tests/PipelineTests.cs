@@ -257,6 +257,42 @@ public class PipelineTests(Clips clips)
         Assert.Single(Directory.GetFiles(tmp.Path, "*.json"));
     }
 
+    private sealed class BrokenStage : IFaceStage
+    {
+        public string Name => "broken";
+        public int BatchSize => 3;
+        public IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct) => throw new InvalidOperationException("model exploded");
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public async Task FailingFaceStage_FallsBackToBlurringEveryFace()
+    {
+        using var tmp = new TempDir();
+        var output = tmp.File("out.mp4");
+        var report = await Anonymizer.RunAsync(clips.Face, output, Fast with { StageFactory = () => new BrokenStage() },
+            ct: TestContext.Current.CancellationToken);
+        Assert.True(report.Faces > 0);
+        Assert.Equal(report.Faces, report.FallbackBlurred);
+        Assert.Contains(report.Warnings, w => w.Contains("model exploded", StringComparison.Ordinal));
+        var before = ReadAll(clips.Face);
+        var after = ReadAll(output);
+        try
+        {
+            Assert.Equal(before.Count, after.Count);
+            for (var i = 0; i < before.Count; i++)
+                foreach (var face in report.FrameRecords[i].Faces)
+                {
+                    var r = face.Box.Scale(0.6f).Clip(before[i].Width, before[i].Height).ToRect();
+                    Assert.True(Sharpness(after[i], r) < 0.25 * Sharpness(before[i], r), $"frame {i}: face left sharp");
+                }
+        }
+        finally
+        {
+            foreach (var m in before.Concat(after)) m.Dispose();
+        }
+    }
+
     [Fact]
     public async Task BadOptionsAndInputsFailBeforeAnyOutput()
     {
