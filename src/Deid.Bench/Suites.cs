@@ -6,7 +6,7 @@ public static class Suites
     public static readonly List<(string Name, Action<BenchResults> Run)> All = new()
     {
         ("pipeline", PipelineBench.Run),
-        // ("models", ModelBench.Run),
+        ("models", ModelBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();

@@ -114,14 +114,10 @@ public static class Anonymizer
     /// <summary>Fails early and clearly when CUDA is asked for but cannot be used.</summary>
     public static void CheckDevice(string device)
     {
-        var d = (device ?? "").Trim().ToLowerInvariant();
-        if (d == "cpu") return;
-        if (d != "cuda" && !d.StartsWith("cuda:", StringComparison.Ordinal))
-            throw new PipelineException($"unknown device '{device}' (expected cpu or cuda)");
-        bool available;
-        try { available = TorchSharp.torch.cuda.is_available(); }
-        catch (Exception e) { throw new PipelineException($"device '{device}' was requested but CUDA could not be initialised ({e.Message})", e); }
-        if (!available)
-            throw new PipelineException($"device '{device}' was requested but no CUDA device is available (this build uses CPU libtorch or no GPU is present); use --device cpu");
+        try { Deid.Models.DeviceSelection.Resolve(device); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            throw new PipelineException(e.Message, e);
+        }
     }
 }

@@ -18,7 +18,7 @@ public static class ModelsImportCommand
         {
             Description = "where the state dict is inside the checkpoint (stylegan2 default: g_ema; nested: state_dict/decoder.)",
         };
-        var output = new Option<string?>("--output", "-o") { Description = "output .safetensors (default: <models>/<kind>/<name>.safetensors)" };
+        var output = new Option<string?>("--output", "-o") { Description = "output .safetensors (default: the catalogue path in the models directory, see `deid models list`)" };
         var models = new Option<string?>("--models") { Description = "models directory for the default output (default: $DEID_MODELS, else models/ in the repository)" };
 
         var cmd = new Command("import", "Convert a PyTorch checkpoint (StyleGAN2 g_ema, IR-SE50, Inception-v3) to Deid's safetensors weights");
@@ -31,9 +31,11 @@ public static class ModelsImportCommand
         {
             var src = parse.GetValue(file)!;
             var k = parse.GetValue(kind)!;
-            var outPath = parse.GetValue(output)
-                          ?? Path.Combine(new ModelStore(parse.GetValue(models)).Root, k, Path.GetFileNameWithoutExtension(src) + ".safetensors");
+            var store = new ModelStore(parse.GetValue(models));
+            // Published file names map onto the catalogue, so `deid models list` sees the import as present.
+            var outPath = parse.GetValue(output) ?? store.ImportTarget(src, k);
             var r = ModelImport.Import(src, k, outPath, parse.GetValue(key));
+            store.Record(r.OutputPath, $"imported from {Path.GetFileName(src)} (sha256 {r.SourceSha256})");
             Console.WriteLine($"wrote {r.OutputPath}: {r.Kind}, {r.TensorCount} tensors, {r.Elements:N0} elements");
             Console.WriteLine($"  source {Path.GetFileName(src)} sha256 {r.SourceSha256}");
             if (r.Metadata.TryGetValue("config", out var cfg)) Console.WriteLine($"  config {cfg}");

@@ -157,16 +157,24 @@ public sealed class Generator : nn.Module<Tensor, Tensor>, IGenerator
         }
 
         var noise = NoiseFor(options);
+        // Each activation is freed as soon as the next exists, so peak memory stays near two layers' worth.
         var x = input.forward(latent);
-        x = conv1.forward(x, latent.select(1, 0), noise[0]);
+        x = Replace(x, conv1.forward(x, latent.select(1, 0), noise[0]));
         var skip = to_rgb1.forward(x, latent.select(1, 1), null);
         for (int r = 0, i = 1; r < to_rgbs.Count; r++, i += 2)
         {
-            x = convs[2 * r].forward(x, latent.select(1, i), noise[2 * r + 1]);
-            x = convs[2 * r + 1].forward(x, latent.select(1, i + 1), noise[2 * r + 2]);
-            skip = to_rgbs[r].forward(x, latent.select(1, i + 2), skip);
+            x = Replace(x, convs[2 * r].forward(x, latent.select(1, i), noise[2 * r + 1]));
+            x = Replace(x, convs[2 * r + 1].forward(x, latent.select(1, i + 1), noise[2 * r + 2]));
+            skip = Replace(skip, to_rgbs[r].forward(x, latent.select(1, i + 2), skip));
         }
+        x.Dispose();
         return (skip.MoveToOuterDisposeScope(), latent.MoveToOuterDisposeScope());
+    }
+
+    private static Tensor Replace(Tensor old, Tensor next)
+    {
+        old.Dispose();
+        return next;
     }
 
     private Tensor?[] NoiseFor(GenerateOptions options)

@@ -23,6 +23,7 @@ internal static class Fir
     public static Tensor UpFirDn2d(Tensor x, Tensor kernel, int up, int pad0, int pad1)
     {
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        using var scope = NewDisposeScope();
         var t = x.reshape(-1, 1, h, w);
         if (up > 1)
         {
@@ -33,7 +34,7 @@ internal static class Fir
         // A true convolution, as upfirdn2d does; conv2d correlates, so the kernel is flipped.
         using var k = kernel.flip(0, 1).view(1, 1, kernel.shape[0], kernel.shape[1]).to(t.dtype);
         var o = F.conv2d(t, k);
-        return o.reshape(b, c, o.shape[2], o.shape[3]);
+        return o.reshape(b, c, o.shape[2], o.shape[3]).MoveToOuterDisposeScope();
     }
 }
 
@@ -201,11 +202,13 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor input, Tensor style)
     {
         long batch = input.shape[0], h = input.shape[2], w = input.shape[3];
-        using var s = modulation.forward(style).view(batch, 1, _in, 1, 1);
+        // Intermediates (per-sample weights, the 2H+1 transposed-conv output) are large; free them per layer.
+        using var scope = NewDisposeScope();
+        var s = modulation.forward(style).view(batch, 1, _in, 1, 1);
         var wt = _scale * weight * s;
         if (_demodulate)
         {
-            using var demod = rsqrt(wt.pow(2).sum([2, 3, 4]) + 1e-8);
+            var demod = rsqrt(wt.pow(2).sum([2, 3, 4]) + 1e-8);
             wt = wt * demod.view(batch, _out, 1, 1, 1);
         }
         var x = input.view(1, batch * _in, h, w);
@@ -214,10 +217,10 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
             // conv_transpose2d wants [in, out/groups, k, k] per group.
             var wT = wt.transpose(1, 2).reshape(batch * _in, _out, _k, _k);
             var o = F.conv_transpose2d(x, wT, strides: [2, 2], padding: [0, 0], groups: batch);
-            return blur!.forward(o.view(batch, _out, o.shape[2], o.shape[3]));
+            return blur!.forward(o.view(batch, _out, o.shape[2], o.shape[3])).MoveToOuterDisposeScope();
         }
         var y = F.conv2d(x, wt.view(batch * _out, _in, _k, _k), padding: [_k / 2, _k / 2], groups: batch);
-        return y.view(batch, _out, y.shape[2], y.shape[3]);
+        return y.view(batch, _out, y.shape[2], y.shape[3]).MoveToOuterDisposeScope();
     }
 }
 
@@ -239,9 +242,10 @@ public sealed class StyledConv : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor input, Tensor style, Tensor? noiseTensor)
     {
-        using var c = conv.forward(input, style);
-        using var n = noise.forward(c, noiseTensor);
-        return activate.forward(n);
+        using var scope = NewDisposeScope();
+        var c = conv.forward(input, style);
+        var n = noise.forward(c, noiseTensor);
+        return activate.forward(n).MoveToOuterDisposeScope();
     }
 }
 
@@ -262,11 +266,10 @@ public sealed class ToRGB : nn.Module<Tensor, Tensor, Tensor?, Tensor>
 
     public override Tensor forward(Tensor input, Tensor style, Tensor? skip)
     {
-        using var c = conv.forward(input, style);
-        var o = c + bias;
-        if (skip is null) return o;
-        if (upsample is null) throw new InvalidOperationException("this ToRGB has no upsampler for a skip input");
-        using var up = upsample.forward(skip);
-        using (o) return o + up;
+        if (skip is not null && upsample is null) throw new InvalidOperationException("this ToRGB has no upsampler for a skip input");
+        using var scope = NewDisposeScope();
+        var o = conv.forward(input, style) + bias;
+        if (skip is not null) o = o + upsample!.forward(skip);
+        return o.MoveToOuterDisposeScope();
     }
 }
