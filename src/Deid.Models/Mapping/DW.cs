@@ -2,7 +2,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Deid.Models.Mapping;
 
@@ -27,10 +26,7 @@ public sealed class DW : Module<Tensor, Tensor>
             throw new ArgumentException("D_W dimensions must be positive and its last layer must have width 1");
         InputDim = inputDim;
         _negativeSlope = negativeSlope;
-        var list = new List<Linear>();
-        long prev = inputDim;
-        foreach (var w in widths) { list.Add(Linear(prev, w)); prev = w; }
-        layers = ModuleList(list.ToArray());
+        layers = LeakyMlp.Build(inputDim, widths);
         RegisterComponents();
     }
 
@@ -39,13 +35,6 @@ public sealed class DW : Module<Tensor, Tensor>
     {
         if (w.dim() != 2 || w.shape[1] != InputDim)
             throw new ArgumentException($"D_W expects [B,{InputDim}], got [{string.Join(",", w.shape)}]");
-        using var scope = NewDisposeScope();
-        var y = w;
-        for (int i = 0; i < layers.Count; i++)
-        {
-            y = layers[i].call(y);
-            if (i < layers.Count - 1) y = F.leaky_relu(y, _negativeSlope);
-        }
-        return y.MoveToOuterDisposeScope();
+        return LeakyMlp.Run(layers, w, _negativeSlope);
     }
 }

@@ -2,7 +2,6 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Deid.Models.Mapping;
 
@@ -32,10 +31,7 @@ public sealed class M : Module<Tensor, Tensor>
         InputDim = inputDim;
         OutputDim = widths[^1];
         _negativeSlope = negativeSlope;
-        var list = new List<Linear>();
-        long prev = inputDim;
-        foreach (var w in widths) { list.Add(Linear(prev, w)); prev = w; }
-        layers = ModuleList(list.ToArray());
+        layers = LeakyMlp.Build(inputDim, widths);
         RegisterComponents();
     }
 
@@ -44,14 +40,7 @@ public sealed class M : Module<Tensor, Tensor>
     {
         if (x.dim() != 2 || x.shape[1] != InputDim)
             throw new ArgumentException($"mapper M expects [B,{InputDim}], got [{string.Join(",", x.shape)}]");
-        using var scope = NewDisposeScope();
-        var y = x;
-        for (int i = 0; i < layers.Count; i++)
-        {
-            y = layers[i].call(y);
-            if (i < layers.Count - 1) y = F.leaky_relu(y, _negativeSlope);
-        }
-        return y.MoveToOuterDisposeScope();
+        return LeakyMlp.Run(layers, x, _negativeSlope);
     }
 
     /// <summary>Concatenates identity and attribute codes in the order M was trained on: [id, attr].</summary>
