@@ -5,6 +5,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        Deid.Media.NativeMemory.TuneForStreaming();
         if (args is ["--child-rss", var input, var output]) return PipelineBench.ChildRss(input, output);
         var results = new BenchResults();
         var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
