@@ -61,11 +61,10 @@ public static class PipelineBench
             var landmarks = new FaceLandmarks?[frames.Count];
             sw.Restart();
             Parallel.For(0, frames.Count, new ParallelOptions { MaxDegreeOfParallelism = workers },
-                () => new DlibFaceDetector(),
+                FrameDetector.CreateDetector,
                 (i, _, det) =>
                 {
-                    var boxes = det.Detect(frames[i].Image);
-                    if (boxes.Count > 0) landmarks[i] = predictor.Predict(frames[i].Image, boxes.MaxBy(b => b.Area));
+                    landmarks[i] = FrameDetector.Detect(det, predictor, frames[i].Image).MaxBy(d => d.Box.Area)?.Landmarks;
                     return det;
                 },
                 det => det.Dispose());

@@ -51,7 +51,7 @@ public static class Anonymizer
         var tasks = new List<Task>
         {
             new DecodeStage(reader, decoded.Writer).RunAsync(token),
-            new DetectStage(workers, DetectStage.CreateDetector, predictor, decoded.Reader, detected.Writer).RunAsync(token),
+            new DetectStage(workers, FrameDetector.CreateDetector, predictor, decoded.Reader, detected.Writer).RunAsync(token),
             new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
             new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
             new AlignStage(aligner, context, tracked.Reader, aligned.Writer).RunAsync(token),
