@@ -10,8 +10,8 @@ public sealed record FaceDetection(FaceBox Box, FaceLandmarks? Landmarks);
 public sealed record TrackedFace(int TrackId, FaceBox Box, Point2f[]? Landmarks, FaceHandling Handling);
 
 /// <summary>
-/// Gives every face a track id that stays stable across frames (greedy matching on IoU, with a centre-distance
-/// fallback for fast motion), smooths landmarks per track with One-Euro filters, and keeps a track alive when
+/// Gives every face a track id that stays stable across frames (optimal matching on IoU plus centre distance,
+/// so fast motion and crossing faces keep their ids), smooths landmarks per track with One-Euro filters, and keeps a track alive when
 /// the detector misses it: for up to MaxMissing frames it is extrapolated at constant (damped) velocity and
 /// still processed ("tracked"); for MaxMissing more frames its last region is blurred ("fallback-blurred");
 /// only then is it dropped. Over-blurring an empty region is the price of never leaving a known face visible.
@@ -46,7 +46,8 @@ public sealed class FaceTracker(int maxMissingFrames = 10, double minIoU = 0.2, 
         var assignedTrack = new Track?[detections.Count];
         var trackUsed = new bool[_tracks.Count];
 
-        var candidates = new List<(double Score, int Track, int Det)>();
+        var score = new double[_tracks.Count, detections.Count];
+        var eligible = new bool[_tracks.Count, detections.Count];
         for (var t = 0; t < _tracks.Count; t++)
         {
             var predicted = Shift(_tracks[t].Box, _tracks[t].Velocity, 1);
@@ -56,15 +57,16 @@ public sealed class FaceTracker(int maxMissingFrames = 10, double minIoU = 0.2, 
                 var iou = FaceBox.IoU(predicted, box);
                 var dist = Math.Sqrt(Sq(predicted.CenterX - box.CenterX) + Sq(predicted.CenterY - box.CenterY))
                            / Math.Max(1.0, Math.Max(predicted.Width, box.Width));
-                if (iou >= minIoU || dist < maxCenterDistance)
-                    candidates.Add((iou + (1 - dist), t, d));
+                score[t, d] = iou + (1 - dist);
+                eligible[t, d] = iou >= minIoU || dist < maxCenterDistance;
             }
         }
-        foreach (var (_, t, d) in candidates.OrderByDescending(c => c.Score))
+        var match = Assignment.Maximize(score, eligible);
+        for (var t = 0; t < match.Length; t++)
         {
-            if (trackUsed[t] || assignedTrack[d] != null) continue;
+            if (match[t] < 0) continue;
             trackUsed[t] = true;
-            assignedTrack[d] = _tracks[t];
+            assignedTrack[match[t]] = _tracks[t];
         }
 
         for (var d = 0; d < detections.Count; d++)
