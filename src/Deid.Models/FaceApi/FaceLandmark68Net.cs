@@ -64,7 +64,7 @@ public sealed class FaceLandmark68Net : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Landmarks of face images x [B,3,H,W] RGB 0..255 (one size for the batch), in input pixel coordinates
-    /// [B,68,2] (x, y). Like face-api, non-square inputs are centred on a zero-padded square first.
+    /// [B,68,2] (x, y). Like face-api in a browser, non-square inputs are drawn centred on a zero square first.
     /// </summary>
     public override Tensor forward(Tensor x)
     {
@@ -74,7 +74,7 @@ public sealed class FaceLandmark68Net : nn.Module<Tensor, Tensor>
         var h = x.shape[2]; var w = x.shape[3];
         var side = Math.Max(h, w);
         var rel = Raw(TfOps.ToSquareInput(x, InputSize));
-        // The square was padded by Math.round(diff/2) after the image; face-api maps back with diff/2.
+        // imageToSquare centres the image (offset diff/2, fractional when diff is odd); undo that.
         using var shift = torch.tensor(new float[] { (side - w) / 2f, (side - h) / 2f }, device: x.device);
         return (rel * side - shift).MoveToOuterDisposeScope();
     }

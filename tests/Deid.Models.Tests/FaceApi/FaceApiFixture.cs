@@ -25,5 +25,13 @@ internal static class FaceApiTestData
     public static (float X, float Y)[] Landmarks(string json) =>
         JsonSerializer.Deserialize<List<Pt>>(File.ReadAllText(TestPaths.Golden("face-api", "data", json)))!.Select(p => (p.x, p.y)).ToArray();
 
+    /// <summary>Per-face landmark lists (faces.jpg golden data).</summary>
+    public static List<(float X, float Y)[]> LandmarkSets(string json) =>
+        JsonSerializer.Deserialize<List<List<Pt>>>(File.ReadAllText(TestPaths.Golden("face-api", "data", json)))!
+            .Select(f => f.Select(p => (p.x, p.y)).ToArray()).ToList();
+
+    public static List<float[]> DescriptorSets(string json) =>
+        JsonSerializer.Deserialize<List<float[]>>(File.ReadAllText(TestPaths.Golden("face-api", "data", json)))!;
+
     private sealed record Pt(float x, float y);
 }

@@ -26,10 +26,10 @@ public class FaceLandmark68NetTests
         TestContext.Current.TestOutputHelper?.WriteLine($"{image}: landmark distance mean {dists.Average():F3} px, max {dists.Max():F3} px");
         if (image == "face_rectangular.png")
         {
-            // 122×178: face-api.js got its reference by drawing onto a browser canvas (zero padding + Chrome's
-            // resampler at a fractional size), which bilinear resampling reproduces only approximately.
-            Assert.True(dists.Average() < 2f, $"{image}: mean landmark distance {dists.Average():F3} px");
-            Assert.True(dists.Max() < 5f, $"{image}: max landmark distance {dists.Max():F3} px");
+            // 122×178: this golden file was not made by face-api.js 1.7.15; 1.7.15 itself (in Chromium, see
+            // FaceApiChromiumParityTests) is mean 0.487 / max 1.236 px from it, ours mean 0.508 / max 1.290 px.
+            Assert.True(dists.Average() < 0.55f, $"{image}: mean landmark distance {dists.Average():F3} px");
+            Assert.True(dists.Max() < 1.35f, $"{image}: max landmark distance {dists.Max():F3} px");
         }
         else Assert.True(dists.Max() < 1f, $"{image}: max landmark distance {dists.Max():F3} px >= 1");
     }
@@ -49,8 +49,9 @@ public class FaceLandmark68NetTests
         var want = Landmarks(golden);
         var dists = Enumerable.Range(0, 68).Select(i => MathF.Sqrt(MathF.Pow(pts[2 * i] - want[i].X, 2) + MathF.Pow(pts[2 * i + 1] - want[i].Y, 2))).ToArray();
         TestContext.Current.TestOutputHelper?.WriteLine($"tiny {image}: landmark distance mean {dists.Average():F3} px, max {dists.Max():F3} px");
-        // Same tolerance split as the full network (see Landmarks_match_face_api_js).
-        if (image == "face_rectangular.png") { Assert.True(dists.Average() < 2f); Assert.True(dists.Max() < 5f); }
+        // As for the full network: face-api.js 1.7.15 itself is mean 2.500 / max 4.959 px from the tiny rectangular
+        // golden file (ours 2.382 / 4.799), so it is held to that, not to 1 px.
+        if (image == "face_rectangular.png") { Assert.True(dists.Average() < 2.55f); Assert.True(dists.Max() < 5.05f); }
         else Assert.True(dists.Max() < 1f, $"{image}: max landmark distance {dists.Max():F3} px >= 1");
     }
 

@@ -11,18 +11,22 @@ namespace Deid.Models.Tests.FaceApi;
 internal static class PngImage
 {
     /// <summary>[1,3,H,W] float RGB in 0..255 (grayscale replicated, alpha dropped).</summary>
-    public static torch.Tensor Load(string path)
+    public static torch.Tensor Load(string path) => Load(File.ReadAllBytes(path), path);
+
+    /// <summary>As <see cref="Load(string)"/>, from PNG bytes (name is for error messages).</summary>
+    public static torch.Tensor Load(byte[] png, string name)
     {
-        var (w, h, rgb) = Decode(path);
+        var (w, h, rgb) = Decode(png, name);
         var t = torch.tensor(rgb, new long[] { h, w, 3 }, torch.ScalarType.Byte);
         using var f = t.to_type(torch.ScalarType.Float32);
         t.Dispose();
         return f.permute(2, 0, 1).unsqueeze(0).contiguous();
     }
 
-    public static (int Width, int Height, byte[] Rgb) Decode(string path)
+    public static (int Width, int Height, byte[] Rgb) Decode(string path) => Decode(File.ReadAllBytes(path), path);
+
+    public static (int Width, int Height, byte[] Rgb) Decode(byte[] data, string path)
     {
-        var data = File.ReadAllBytes(path);
         if (data.Length < 8 || data[1] != 'P' || data[2] != 'N' || data[3] != 'G') throw new InvalidDataException($"{path} is not a PNG");
         int width = 0, height = 0, bitDepth = 0, colorType = 0, interlace = 0;
         using var idat = new MemoryStream();
