@@ -70,6 +70,65 @@ public class InceptionV3Tests
         AssertClose(expected, actual, what: prefix);
     }
 
+    private static void RandomiseBatchNorm(nn.Module module)
+    {
+        using var _ = no_grad();
+        foreach (var (name, t) in module.named_buffers().Concat(module.named_parameters().Select(p => (p.name, (Tensor)p.parameter))))
+        {
+            if (name.EndsWith("running_var")) t.copy_(torch.rand_like(t) + 0.5);
+            else if (name.EndsWith("running_mean") || name.EndsWith("bn.bias")) t.copy_(torch.randn_like(t) * 0.1);
+            else if (name.EndsWith("bn.weight")) t.copy_(torch.rand_like(t) + 0.5);
+        }
+    }
+
+    [Fact]
+    public void BasicConv2d_InPlaceInferenceMatchesAutogradPath_AndFollowsParameterChanges()
+    {
+        using var scope = NewDisposeScope();
+        using var block = new BasicConv2d(8, 16, 3, padding: 1);
+        RandomiseBatchNorm(block);
+        block.eval();
+        var x = torch.randn(2, 8, 12, 12);
+        var xCopy = x.clone();
+
+        // Grad enabled takes the plain bn → relu path; no_grad the in-place one.
+        var reference = block.call(x);
+        Tensor fast;
+        using (no_grad()) fast = block.call(x);
+        AssertClose(reference, fast, atol: 1e-5, rtol: 1e-5, what: "eval no_grad vs eval autograd");
+        Assert.True(x.allclose(xCopy, 0, 0), "the input must not be modified in place");
+
+        // Nothing is cached: new statistics show up in the very next no_grad call.
+        RandomiseBatchNorm(block);
+        var reference2 = block.call(x);
+        Tensor fast2;
+        using (no_grad()) fast2 = block.call(x);
+        AssertClose(reference2, fast2, atol: 1e-5, rtol: 1e-5, what: "after changing bn parameters");
+        Assert.False(fast2.allclose(fast, 1e-3, 1e-3));
+
+        // Train mode normalises with batch statistics, with or without autograd.
+        block.train();
+        var trainGrad = block.call(x);
+        Tensor trainNoGrad;
+        using (no_grad()) trainNoGrad = block.call(x);
+        AssertClose(trainGrad, trainNoGrad, atol: 1e-5, rtol: 1e-5, what: "train mode");
+        Assert.False(trainGrad.allclose(reference2, 1e-3, 1e-3));
+    }
+
+    [Fact]
+    public void BasicConv2d_EvalBackwardStillWorks()
+    {
+        // E_attr may sit frozen in eval mode inside a loss: gradients must reach the input.
+        using var scope = NewDisposeScope();
+        using var block = new BasicConv2d(4, 8, 3);
+        RandomiseBatchNorm(block);
+        block.eval();
+        var x = torch.randn(1, 4, 9, 9).requires_grad_();
+        block.call(x).sum().backward();
+        Assert.NotNull(x.grad);
+        Assert.True(x.grad!.abs().sum().item<float>() > 0);
+    }
+
     [Fact]
     public void SmallNetwork_ProducesPooledFeatures()
     {
