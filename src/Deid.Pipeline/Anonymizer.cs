@@ -26,6 +26,7 @@ public static class Anonymizer
         var clock = Stopwatch.StartNew();
         using var stage = FaceStages.Create(options);
         using var predictor = DlibShapePredictor.Load();
+        using var finders = new FaceFinderFactory(options.Detector, options.ModelDir, options.Device);
         using var reader = new VideoReader(input);
         using var writer = new VideoWriter(output, reader.Info);
         var report = new AnonymizeReport { Input = input, Output = output, Stage = stage.Name };
@@ -51,7 +52,7 @@ public static class Anonymizer
         var tasks = new List<Task>
         {
             new DecodeStage(reader, decoded.Writer).RunAsync(token),
-            new DetectStage(workers, FrameDetector.CreateDetector, predictor, decoded.Reader, detected.Writer).RunAsync(token),
+            new DetectStage(workers, finders.Create, predictor, decoded.Reader, detected.Writer).RunAsync(token),
             new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
             new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
             new AlignStage(aligner, context, tracked.Reader, aligned.Writer).RunAsync(token),
@@ -109,6 +110,7 @@ public static class Anonymizer
         if (o.CropSize is < 64 or > 2048) throw new PipelineException($"crop size must be between 64 and 2048 (got {o.CropSize})");
         if (o.MaxMissingFrames is < 0 or > 10000) throw new PipelineException($"max missing frames must be between 0 and 10000 (got {o.MaxMissingFrames})");
         if (!Enum.IsDefined(o.Mode)) throw new PipelineException($"unknown mode {o.Mode}");
+        if (!Enum.IsDefined(o.Detector)) throw new PipelineException($"unknown detector {o.Detector}");
     }
 
     /// <summary>Fails early and clearly when CUDA is asked for but cannot be used.</summary>

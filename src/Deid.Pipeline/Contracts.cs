@@ -27,6 +27,10 @@ public sealed record AnonymizeOptions
     public int CropSize { get; init; } = 256;
     public string Device { get; init; } = "cpu";
     public int MaxMissingFrames { get; init; } = 10;
+    /// <summary>Face detector of the detect stage; landmarks always come from dlib's shape predictor.</summary>
+    public DetectorKind Detector { get; init; } = DetectorKind.Hog;
+    /// <summary>Where the SSD detector's face-api.js weights are (default: the model store's face-api folder).</summary>
+    public string? ModelDir { get; init; }
     /// <summary>Overrides <see cref="Mode"/>: the pipeline owns and disposes the stage it creates.</summary>
     public Func<IFaceStage>? StageFactory { get; init; }
 }

@@ -116,8 +116,8 @@ internal sealed class DecodeStage(VideoReader reader, ChannelWriter<FrameWork> o
     }
 }
 
-/// <summary>N workers, one HOG detector each (dlib's is not thread-safe), one shared shape predictor.</summary>
-internal sealed class DetectStage(int workers, Func<DlibFaceDetector> detectorFactory, DlibShapePredictor predictor,
+/// <summary>N workers, one face finder each (dlib's HOG is not thread-safe), one shared shape predictor.</summary>
+internal sealed class DetectStage(int workers, Func<IFaceFinder> detectorFactory, DlibShapePredictor predictor,
     ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
 {
     protected override async Task LoopAsync(CancellationToken ct)
@@ -148,7 +148,7 @@ internal sealed class DetectStage(int workers, Func<DlibFaceDetector> detectorFa
         }
     }
 
-    private void Detect(DlibFaceDetector detector, FrameWork work) =>
+    private void Detect(IFaceFinder detector, FrameWork work) =>
         work.Detections.AddRange(FrameDetector.Detect(detector, predictor, work.Frame.Image));
 }
 

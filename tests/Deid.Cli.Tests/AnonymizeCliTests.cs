@@ -41,9 +41,29 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         var r = Deid("anonymize", "--help");
         Assert.Equal(0, r.Code);
-        foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device" })
+        foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device", "--detector" })
             Assert.Contains(opt, r.StdOut);
     }
+
+    [Fact]
+    public void SsdDetector_WithoutWeights_SaysToFetchThem()
+    {
+        // An empty model store: the SSD weights are looked up under $DEID_MODELS/face-api.
+        var models = Directory.CreateDirectory(_tmp.File("models")).FullName;
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "deid.dll"), "anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd" })
+            psi.ArgumentList.Add(a);
+        psi.Environment["DEID_MODELS"] = models;
+        using var p = System.Diagnostics.Process.Start(psi)!;
+        var err = p.StandardError.ReadToEndAsync();
+        var stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        AssertFailsCleanly((p.ExitCode, stdout, err.Result), _tmp.File("out.mp4"), "deid models fetch");
+    }
+
+    [Fact]
+    public void UnknownDetector() =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "mtcnn"), _tmp.File("out.mp4"), "unknown detector");
 
     [Fact]
     public void MissingInput() =>
