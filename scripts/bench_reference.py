@@ -146,8 +146,8 @@ def main():
         net, make_input = InceptionFeatures(), lambda b: torch.randn(b, 3, size, size)
     runs = []
     with torch.no_grad():
-        net(make_input(1))  # warm-up (allocator, oneDNN primitive cache)
         for b in [int(x) for x in a.batches.split(",") if x]:
+            net(make_input(b))  # untimed run per batch size (oneDNN primitives per shape, allocator), as the C# side
             secs = []
             for _ in range(max(1, a.images // b) if a.images > 0 else a.repeats):
                 x = make_input(b)
