@@ -23,6 +23,21 @@ internal sealed class FaceApiWeights : IDisposable
         return new FaceApiWeights(TfjsManifest.Load(dir, manifestName), manifestName);
     }
 
+    /// <summary>
+    /// Builds a network from a manifest strictly (every weight used, see <see cref="EnsureAllUsed"/>), frozen in
+    /// eval mode, on <paramref name="device"/> if given.
+    /// </summary>
+    public static T Build<T>(string? modelDir, string manifestName, Func<FaceApiWeights, T> create, Device? device)
+        where T : nn.Module
+    {
+        using var w = Open(modelDir, manifestName);
+        var net = create(w);
+        w.EnsureAllUsed();
+        net.eval();
+        if (device != null) net.to(device);
+        return net;
+    }
+
     public Tensor Get(string name, params long[] shape)
     {
         if (!_map.TryGetValue(name, out var t))

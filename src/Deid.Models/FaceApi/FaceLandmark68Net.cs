@@ -39,14 +39,7 @@ public sealed class FaceLandmark68Net : nn.Module<Tensor, Tensor>
     public static FaceLandmark68Net LoadTiny(string? modelDir = null, Device? device = null) => Load(modelDir, device, tiny: true);
 
     public static FaceLandmark68Net Load(string? modelDir = null, Device? device = null, bool tiny = false)
-    {
-        using var w = FaceApiWeights.Open(modelDir, tiny ? TinyManifestName : ManifestName);
-        var net = new FaceLandmark68Net(w, tiny);
-        w.EnsureAllUsed();
-        net.eval();
-        if (device != null) net.to(device);
-        return net;
-    }
+        => FaceApiWeights.Build(modelDir, tiny ? TinyManifestName : ManifestName, w => new FaceLandmark68Net(w, tiny), device);
 
     /// <summary>Raw network output: x [B,3,112,112] RGB 0..255 → [B,68,2] as fractions of the 112×112 input.</summary>
     public Tensor Raw(Tensor x)

@@ -45,14 +45,7 @@ public sealed class FaceRecognitionNet : nn.Module<Tensor, Tensor>, IIdentityEnc
 
     /// <summary>Loads the weights from <paramref name="modelDir"/> (default: the store's face-api folder).</summary>
     public static FaceRecognitionNet Load(string? modelDir = null, Device? device = null)
-    {
-        using var w = FaceApiWeights.Open(modelDir, ManifestName);
-        var net = new FaceRecognitionNet(w);
-        w.EnsureAllUsed();
-        net.eval();
-        if (device != null) net.to(device);
-        return net;
-    }
+        => FaceApiWeights.Build(modelDir, ManifestName, w => new FaceRecognitionNet(w), device);
 
     /// <summary>x: [B,3,150,150] RGB in 0..255 → [B,128] descriptors (not L2-normalised, as in face-api).</summary>
     public override Tensor forward(Tensor x)

@@ -62,14 +62,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
 
     /// <summary>Loads the weights from <paramref name="modelDir"/> (default: the store's face-api folder).</summary>
     public static SsdMobilenetv1 Load(string? modelDir = null, Device? device = null)
-    {
-        using var w = FaceApiWeights.Open(modelDir, ManifestName);
-        var net = new SsdMobilenetv1(w);
-        w.EnsureAllUsed();
-        net.eval();
-        if (device != null) net.to(device);
-        return net;
-    }
+        => FaceApiWeights.Build(modelDir, ManifestName, w => new SsdMobilenetv1(w), device);
 
     public Device Device => anchors.device;
 
