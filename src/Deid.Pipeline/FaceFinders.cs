@@ -54,6 +54,10 @@ public sealed class HogFaceFinder : IFaceFinder
 /// network would otherwise sample a 1080p frame sparsely). Boxes are mapped to dlib's framing by
 /// <see cref="ToDlibBox"/>. The network is shared by all workers; calls into it are serialised (it uses every core
 /// through torch's own threads), the frame conversion around it is not.
+/// On a frame much wider than tall (or taller than wide) the whole frame leaves a face few input pixels, where
+/// SSD's score drops below its threshold (talk_1080p's speaker: 0.31-0.50 in its first 29 frames, 0.90-0.96 in a
+/// square crop of the same frames). So such frames are also searched in overlapping square windows
+/// (<see cref="Windows"/>); see <see cref="FindRaw"/> for how the finds are combined.
 /// </summary>
 public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConfidence = SsdMobilenetv1.DefaultMinConfidence) : IFaceFinder
 {
@@ -67,6 +71,12 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConf
     /// </summary>
     public static (float Dx, float Dy, float Sw, float Sh) DlibFromSsd { get; } = (0.02f, 0.08f, 1.05f, 0.89f);
 
+    /// <summary>Long side / short side from which square windows are searched as well as the whole frame.</summary>
+    public const double WindowAspect = 1.25;
+
+    /// <summary>Two finds overlapping by this IoU or more are one face (the higher score is kept).</summary>
+    public const float MergeIoU = 0.3f;
+
     public static FaceBox ToDlibBox(SsdFace f)
     {
         var (dx, dy, sw, sh) = DlibFromSsd;
@@ -77,8 +87,68 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConf
 
     public IReadOnlyList<FaceBox> Find(Mat bgr) => FindRaw(bgr).Select(ToDlibBox).ToList();
 
-    /// <summary>The network's own boxes in frame coordinates (before the dlib mapping).</summary>
+    /// <summary>
+    /// Square windows (side = the frame's short side) along its long side, consecutive ones overlapping by at least
+    /// half a side, the first and last flush with the frame's ends; none for a frame near square.
+    /// </summary>
+    public static IReadOnlyList<Rect> Windows(int width, int height)
+    {
+        int side = Math.Min(width, height), length = Math.Max(width, height);
+        if (length < WindowAspect * side) return [];
+        var count = (int)Math.Ceiling((length - side) / (side / 2.0)) + 1;
+        var windows = new List<Rect>(count);
+        for (var i = 0; i < count; i++)
+        {
+            var at = (int)Math.Round((double)i * (length - side) / (count - 1));
+            windows.Add(width >= height ? new Rect(at, 0, side, side) : new Rect(0, at, side, side));
+        }
+        return windows;
+    }
+
+    /// <summary>
+    /// The network's own boxes in frame coordinates (before the dlib mapping). The whole frame is searched, plus
+    /// <see cref="Windows"/>; a window's find that touches one of its inner edges (a side inside the frame) is a cut
+    /// face and dropped: the half-side overlap puts every face up to half a side wide whole in some window, and a
+    /// larger one is large in the whole-frame input too. The rest are merged by score (<see cref="Merge"/>).
+    /// </summary>
     public IReadOnlyList<SsdFace> FindRaw(Mat bgr)
+    {
+        var found = FindIn(bgr).ToList();
+        foreach (var win in Windows(bgr.Width, bgr.Height))
+        {
+            using var view = new Mat(bgr, win);
+            float margin = 0.01f * win.Width;
+            foreach (var f in FindIn(view))
+            {
+                bool cut = (win.Left > 0 && f.X <= margin) || (win.Top > 0 && f.Y <= margin)
+                    || (win.Right < bgr.Width && f.X + f.Width >= win.Width - margin)
+                    || (win.Bottom < bgr.Height && f.Y + f.Height >= win.Height - margin);
+                if (!cut) found.Add(f with { X = f.X + win.X, Y = f.Y + win.Y });
+            }
+        }
+        return Merge(found);
+    }
+
+    /// <summary>Strongest first; a find overlapping a stronger kept one by <see cref="MergeIoU"/> or more is dropped.</summary>
+    public static List<SsdFace> Merge(IEnumerable<SsdFace> faces)
+    {
+        var kept = new List<SsdFace>();
+        foreach (var f in faces.OrderByDescending(f => f.Score))
+            if (!kept.Any(k => IoU(k, f) >= MergeIoU)) kept.Add(f);
+        return kept;
+    }
+
+    private static float IoU(SsdFace a, SsdFace b)
+    {
+        float w = Math.Min(a.X + a.Width, b.X + b.Width) - Math.Max(a.X, b.X);
+        float h = Math.Min(a.Y + a.Height, b.Y + b.Height) - Math.Max(a.Y, b.Y);
+        if (w <= 0 || h <= 0) return 0;
+        float inter = w * h;
+        return inter / (a.Width * a.Height + b.Width * b.Height - inter);
+    }
+
+    /// <summary>One network pass over an image (a frame or a window of one), boxes in its pixels.</summary>
+    private List<SsdFace> FindIn(Mat bgr)
     {
         var longSide = Math.Max(bgr.Width, bgr.Height);
         var scale = Math.Min(1.0, (double)SsdMobilenetv1.InputSize / longSide);
