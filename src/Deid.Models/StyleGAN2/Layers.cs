@@ -24,17 +24,18 @@ internal static class Fir
     {
         long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
         using var scope = NewDisposeScope();
-        var t = x.reshape(-1, 1, h, w);
+        var t = x;
         if (up > 1)
         {
             // Zero-insertion: every sample followed by up-1 zeros in each direction.
-            t = F.pad(t.reshape(-1, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(-1, 1, h * up, w * up);
+            t = F.pad(t.reshape(b, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(b, c, h * up, w * up);
         }
         t = F.pad(t, [pad0, pad1, pad0, pad1]);
-        // A true convolution, as upfirdn2d does; conv2d correlates, so the kernel is flipped.
-        using var k = kernel.flip(0, 1).view(1, 1, kernel.shape[0], kernel.shape[1]).to(t.dtype);
-        var o = F.conv2d(t, k);
-        return o.reshape(b, c, o.shape[2], o.shape[3]).MoveToOuterDisposeScope();
+        // A true convolution, as upfirdn2d does; conv2d correlates, so the kernel is flipped. One depthwise conv
+        // (groups = channels) rather than B·C single-channel images: oneDNN's depthwise kernel is 3-6x faster
+        // here (measured at 128x257² and 512x65²), and the blur was about a fifth of G's CPU time.
+        using var k = kernel.flip(0, 1).to(t.dtype).expand(c, 1, kernel.shape[0], kernel.shape[1]).contiguous();
+        return F.conv2d(t, k, groups: c).MoveToOuterDisposeScope();
     }
 }
 
@@ -170,7 +171,11 @@ public sealed class NoiseInjection : nn.Module<Tensor, Tensor?, Tensor>
 
 /// <summary>
 /// Style-modulated convolution: the style scales the input channels of the weight, demodulation renormalises
-/// each output filter, and the batch runs as one grouped convolution with a weight per sample.
+/// each output filter. One sample runs as a plain convolution with its modulated weight (rosinality's way); a batch
+/// scales the input channels by the styles instead, convolves with the shared weight and applies the
+/// demodulation to the output channels: the same sums, but one dense convolution instead of a grouped one with a
+/// weight per sample (NVlabs' non-fused path). On CPU that is 10-30% faster per conv at batch 8 and never builds
+/// the B·out·in·k² weight tensor.
 /// </summary>
 public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
 {
@@ -202,8 +207,9 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor input, Tensor style)
     {
         long batch = input.shape[0], h = input.shape[2], w = input.shape[3];
-        // Intermediates (per-sample weights, the 2H+1 transposed-conv output) are large; free them per layer.
+        // Intermediates (modulated weights or inputs, the 2H+1 transposed-conv output) are large; free them per layer.
         using var scope = NewDisposeScope();
+        if (batch > 1) return ForwardBatch(input, style).MoveToOuterDisposeScope();
         var s = modulation.forward(style).view(batch, 1, _in, 1, 1);
         var wt = _scale * weight * s;
         if (_demodulate)
@@ -221,6 +227,24 @@ public sealed class ModulatedConv2d : nn.Module<Tensor, Tensor, Tensor>
         }
         var y = F.conv2d(x, wt.view(batch * _out, _in, _k, _k), padding: [_k / 2, _k / 2], groups: batch);
         return y.view(batch, _out, y.shape[2], y.shape[3]).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>conv(x·s, scale·W)·d with d[b,o] = rsqrt(Σ_i s[b,i]² Σ_k (scale·W[o,i,k])² + 1e-8).</summary>
+    private Tensor ForwardBatch(Tensor input, Tensor style)
+    {
+        long batch = input.shape[0];
+        var s = modulation.forward(style);
+        var wt = _scale * weight.squeeze(0);
+        var x = input * s.view(batch, _in, 1, 1);
+        var y = _upsample
+            ? F.conv_transpose2d(x, wt.transpose(0, 1).contiguous(), strides: [2, 2], padding: [0, 0])
+            : F.conv2d(x, wt, padding: [_k / 2, _k / 2]);
+        if (_demodulate)
+        {
+            var demod = rsqrt(matmul(s.pow(2), wt.pow(2).sum([2, 3]).t()) + 1e-8);
+            y = y * demod.view(batch, _out, 1, 1);
+        }
+        return _upsample ? blur!.forward(y) : y;
     }
 }
 
