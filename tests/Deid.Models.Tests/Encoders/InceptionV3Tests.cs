@@ -151,6 +151,22 @@ public class InceptionV3Tests
         AssertClose(features.slice(0, 1, 2, 1), single, 1e-5, 1e-4, "batch independence");
     }
 
+    /// <summary>Inference runs in channels-last strides, the autograd path in NCHW: same features, contiguous output.</summary>
+    [Fact]
+    public void ChannelsLastInference_MatchesTheAutogradPath()
+    {
+        using var net = new InceptionV3(width: 0.25);
+        net.eval();
+        using var scope = NewDisposeScope();
+        var x = torch.randn(2, 3, 299, 299);
+        Tensor fast;
+        using (no_grad()) fast = net.call(x);
+        var reference = net.call(x);
+        Assert.True(reference.requires_grad);
+        Assert.True(fast.is_contiguous());
+        AssertClose(reference.detach(), fast, 1e-5, 1e-4, "channels-last inference");
+    }
+
     [Fact]
     public void Preprocess_NormalisesAsRequested()
     {
