@@ -98,13 +98,7 @@ public static class ModelBench
     /// <summary>Timed runs per batch size, as bench_reference.py's --images: max(1, images / batch).</summary>
     private static int Repeats(int images, int batch) => Math.Max(1, images / batch);
 
-    private static double PeakRssMb()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return double.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) / 1024;
-        return double.NaN;
-    }
+    private static double PeakRssMb() => Suites.PeakRssKb() is { } kb ? kb / 1024.0 : double.NaN;
 
     /// <summary>Writing 5 to clear_refs (Linux ≥ 4.0) resets VmHWM to the current RSS.</summary>
     private static bool ResetPeakRss()

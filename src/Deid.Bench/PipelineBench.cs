@@ -58,17 +58,9 @@ public static class PipelineBench
         {
             int workers = Environment.ProcessorCount;
             using var predictor = DlibShapePredictor.Load();
-            var landmarks = new FaceLandmarks?[frames.Count];
-            sw.Restart();
-            Parallel.For(0, frames.Count, new ParallelOptions { MaxDegreeOfParallelism = workers },
-                FrameDetector.CreateDetector,
-                (i, _, det) =>
-                {
-                    landmarks[i] = FrameDetector.Detect(det, predictor, frames[i].Image).MaxBy(d => d.Box.Area)?.Landmarks;
-                    return det;
-                },
-                det => det.Dispose());
-            r.Add(new(suite, $"detect+landmarks alone ({workers} workers)", frames.Count / sw.Elapsed.TotalSeconds, "fps"));
+            var (found, hogFps) = DetectFrames(frames, predictor, workers, () => new HogFaceFinder());
+            var landmarks = found.Select(d => d.MaxBy(x => x.Box.Area)?.Landmarks).ToArray();
+            r.Add(new(suite, $"detect+landmarks alone ({workers} workers)", hogFps, "fps"));
             DetectAlone(r, suite, frames, predictor, workers, DetectorKind.Ssd);
 
             var aligner = new FfhqAligner(256);
@@ -130,20 +122,28 @@ public static class PipelineBench
         {
             // As the CLI does for a torch detector; the HOG rows and the whole pipeline keep the streaming setting.
             Deid.Media.NativeMemory.TuneForTensors();
-            int withFace = 0;
-            var sw = Stopwatch.StartNew();
-            Parallel.For(0, frames.Count, new ParallelOptions { MaxDegreeOfParallelism = workers },
-                finders.Create,
-                (i, _, det) =>
-                {
-                    if (FrameDetector.Detect(det, predictor, frames[i].Image).Count > 0) Interlocked.Increment(ref withFace);
-                    return det;
-                },
-                det => det.Dispose());
+            var (found, fps) = DetectFrames(frames, predictor, workers, finders.Create);
             Deid.Media.NativeMemory.TuneForStreaming();
-            r.Add(new(suite, $"detect+landmarks alone, {kind.ToString().ToLowerInvariant()} ({workers} workers)", frames.Count / sw.Elapsed.TotalSeconds, "fps",
-                new() { ["detector"] = kind.ToString().ToLowerInvariant(), ["frames_with_face"] = withFace, ["frames"] = frames.Count }));
+            var name = kind.ToString().ToLowerInvariant();
+            r.Add(new(suite, $"detect+landmarks alone, {name} ({workers} workers)", fps, "fps",
+                new() { ["detector"] = name, ["frames_with_face"] = found.Count(d => d.Count > 0), ["frames"] = frames.Count }));
         }
+    }
+
+    /// <summary>The detect stage's work on in-memory frames, one finder per worker: each frame's faces, and frames/s.</summary>
+    private static (List<FaceDetection>[] Found, double Fps) DetectFrames(List<VideoFrame> frames, DlibShapePredictor predictor, int workers, Func<IFaceFinder> create)
+    {
+        var found = new List<FaceDetection>[frames.Count];
+        var sw = Stopwatch.StartNew();
+        Parallel.For(0, frames.Count, new ParallelOptions { MaxDegreeOfParallelism = workers },
+            create,
+            (i, _, det) =>
+            {
+                found[i] = FrameDetector.Detect(det, predictor, frames[i].Image);
+                return det;
+            },
+            det => det.Dispose());
+        return (found, frames.Count / sw.Elapsed.TotalSeconds);
     }
 
     /// <summary>Peak RSS of the whole pipeline in a fresh process, on a clip and on it looped 6×.</summary>
@@ -163,7 +163,7 @@ public static class PipelineBench
     public static int ChildRss(string input, string output)
     {
         Anonymizer.RunAsync(input, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur }).GetAwaiter().GetResult();
-        Console.WriteLine("PEAK_RSS_MIB " + (ReadVmHwmKb() / 1024.0).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Console.WriteLine("PEAK_RSS_MIB " + ((Suites.PeakRssKb() ?? Environment.WorkingSet / 1024) / 1024.0).ToString(System.Globalization.CultureInfo.InvariantCulture));
         return 0;
     }
 
@@ -179,12 +179,6 @@ public static class PipelineBench
         return double.Parse(line["PEAK_RSS_MIB ".Length..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static long ReadVmHwmKb()
-    {
-        foreach (var l in File.ReadLines("/proc/self/status"))
-            if (l.StartsWith("VmHWM:")) return long.Parse(l.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
-        return Environment.WorkingSet / 1024;
-    }
 
     internal static (int, string, string) RunTool(string exe, params string[] args)
     {

@@ -19,4 +19,14 @@ public static class Suites
                 if (File.Exists(Path.Combine(d.FullName, "Deid.sln"))) return d.FullName;
         return Directory.GetCurrentDirectory();
     }
+
+    /// <summary>This process's peak resident memory (VmHWM) in KiB; null where /proc has none.</summary>
+    public static long? PeakRssKb()
+    {
+        if (!File.Exists("/proc/self/status")) return null;
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
+        return null;
+    }
 }

@@ -121,8 +121,8 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConf
             foreach (var f in FindIn(view))
             {
                 bool cut = (win.Left > 0 && f.X <= margin) || (win.Top > 0 && f.Y <= margin)
-                    || (win.Right < bgr.Width && f.X + f.Width >= win.Width - margin)
-                    || (win.Bottom < bgr.Height && f.Y + f.Height >= win.Height - margin);
+                    || (win.Right < bgr.Width && f.Right >= win.Width - margin)
+                    || (win.Bottom < bgr.Height && f.Bottom >= win.Height - margin);
                 if (!cut) found.Add(f with { X = f.X + win.X, Y = f.Y + win.Y });
             }
         }
@@ -134,17 +134,10 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConf
     {
         var kept = new List<SsdFace>();
         foreach (var f in faces.OrderByDescending(f => f.Score))
-            if (!kept.Any(k => IoU(k, f) >= MergeIoU)) kept.Add(f);
+            if (!kept.Any(k => FaceBox.IoU(Box(k), Box(f)) >= MergeIoU)) kept.Add(f);
         return kept;
-    }
 
-    private static float IoU(SsdFace a, SsdFace b)
-    {
-        float w = Math.Min(a.X + a.Width, b.X + b.Width) - Math.Max(a.X, b.X);
-        float h = Math.Min(a.Y + a.Height, b.Y + b.Height) - Math.Max(a.Y, b.Y);
-        if (w <= 0 || h <= 0) return 0;
-        float inter = w * h;
-        return inter / (a.Width * a.Height + b.Width * b.Height - inter);
+        static FaceBox Box(SsdFace f) => new(f.X, f.Y, f.Right, f.Bottom, f.Score);
     }
 
     /// <summary>One network pass over an image (a frame or a window of one), boxes in its pixels.</summary>

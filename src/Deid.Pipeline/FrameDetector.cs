@@ -6,11 +6,6 @@ namespace Deid.Pipeline;
 /// <summary>One frame's faces with their 68 landmarks, as the pipeline's detect stage finds them.</summary>
 public static class FrameDetector
 {
-    /// <summary>The HOG finder's margin (see <see cref="HogFaceFinder.EdgePadFraction"/>).</summary>
-    public const double EdgePadFraction = HogFaceFinder.EdgePadFraction;
-
-    public static IFaceFinder CreateDetector() => new HogFaceFinder();
-
     /// <summary>
     /// Boxes and landmarks in frame coordinates; a face whose landmarks fail keeps its box (it is then blurred).
     /// The shape predictor runs on the unpadded frame: dlib reads pixels outside the image as 0, exactly what the
