@@ -95,13 +95,27 @@ internal static class Clips
     public static readonly VideoWriterOptions Fast = new() { Preset = "veryfast" };
 
     /// <summary>
-    /// Child processes of this test process (zombies included) whose command line mentions <paramref name="marker"/>:
-    /// tests run in parallel, so only processes about a test's own unique file count.
+    /// Running child processes of this test process whose command line mentions <paramref name="marker"/>: tests run
+    /// in parallel, so only processes about a test's own unique file count.
     /// </summary>
-    public static List<int> ChildProcessesUsing(string marker)
+    public static List<int> ChildProcessesUsing(string marker) =>
+        Children().Where(c => c.Cmd.Contains(marker, StringComparison.Ordinal)).Select(c => c.Pid).ToList();
+
+    /// <summary>
+    /// Those of <paramref name="pids"/> still present as children of this process, zombies included (a zombie is
+    /// exactly what must not be left behind). Checked by pid rather than by command line because a zombie's command
+    /// line is empty, and tests in other classes run their own ffmpeg children in parallel.
+    /// </summary>
+    public static List<int> StillPresent(IEnumerable<int> pids)
+    {
+        var children = Children().Select(c => c.Pid).ToHashSet();
+        return pids.Where(children.Contains).ToList();
+    }
+
+    private static List<(int Pid, string Cmd)> Children()
     {
         var me = Environment.ProcessId;
-        var found = new List<int>();
+        var found = new List<(int, string)>();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
@@ -111,9 +125,7 @@ internal static class Clips
                 var close = stat.LastIndexOf(')');
                 var fields = stat[(close + 2)..].Split(' ');
                 if (int.Parse(fields[1], CultureInfo.InvariantCulture) != me) continue;
-                var cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                // a zombie has an empty command line: count it, it is exactly what must not be left behind
-                if (cmd.Length == 0 || cmd.Contains(marker, StringComparison.Ordinal)) found.Add(pid);
+                found.Add((pid, File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ')));
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }

@@ -85,13 +85,16 @@ public class ReaderTests
         var path = Clips.UniqueLink(dir, "talk_d3.mp4");
         using var reader = new VideoReader(path);
         var n = 0;
+        List<int> ffmpeg = [];
         foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken))
         {
             frame.Dispose();
-            if (++n == 3) break;
+            if (++n == 1) ffmpeg = Clips.ChildProcessesUsing(path);
+            if (n == 3) break;
         }
         Assert.Equal(3, n);
-        Assert.Empty(Clips.ChildProcessesUsing(path));
+        Assert.NotEmpty(ffmpeg);
+        Assert.Empty(Clips.StillPresent(ffmpeg));
     }
 
     [Fact]
@@ -102,15 +105,18 @@ public class ReaderTests
         using var reader = new VideoReader(path);
         using var cts = new CancellationTokenSource();
         var n = 0;
+        List<int> ffmpeg = [];
         Assert.ThrowsAny<OperationCanceledException>(() =>
         {
             foreach (var frame in reader.ReadFrames(cts.Token))
             {
                 frame.Dispose();
-                if (++n == 2) cts.Cancel();
+                if (++n == 1) ffmpeg = Clips.ChildProcessesUsing(path);
+                if (n == 2) cts.Cancel();
             }
         });
         Assert.Equal(2, n);
-        Assert.Empty(Clips.ChildProcessesUsing(path));
+        Assert.NotEmpty(ffmpeg);
+        Assert.Empty(Clips.StillPresent(ffmpeg));
     }
 }

@@ -164,6 +164,7 @@ public class WriterTests
         var outDir = Directory.CreateDirectory(dir.File("out")).FullName;
         var output = Path.Combine(outDir, "out.mp4");
         string writer0;
+        List<int> ffmpeg;
         using (var reader = new VideoReader(clip))
         using (var writer = new VideoWriter(output, reader.Info))
         {
@@ -171,11 +172,13 @@ public class WriterTests
             foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken).Take(5))
                 using (frame)
                     writer.Write(frame);
+            ffmpeg = Clips.ChildProcessesUsing(writer0);
             Assert.StartsWith(".out.mp4.deid-tmp-", Path.GetFileName(writer.TempPath));
             Assert.EndsWith(".mp4", writer.TempPath);
         }
         Assert.Empty(Clips.Leftovers(outDir));
-        Assert.Empty(Clips.ChildProcessesUsing(writer0));
+        Assert.NotEmpty(ffmpeg);
+        Assert.Empty(Clips.StillPresent(ffmpeg));
     }
 
     [Fact]
