@@ -16,6 +16,9 @@ public sealed class AnonymizeReport
     public string Input { get; init; } = "";
     public string Output { get; init; } = "";
     public string Stage { get; init; } = "";
+    public DetectorKind Detector { get; init; } = DetectorKind.Hog;
+    /// <summary>The SSD score threshold the run used; null when SSD did not run.</summary>
+    public float? MinConfidence { get; init; }
     public long Frames => _frames.Count;
     public IReadOnlyList<FrameRecord> FrameRecords => _frames;
     public IReadOnlyList<string> Warnings => _warnings;
@@ -77,6 +80,8 @@ public sealed class AnonymizeReport
         w.WriteString("input", Input);
         w.WriteString("output", Output);
         w.WriteString("stage", Stage);
+        w.WriteString("detector", Detector.ToString().ToLowerInvariant());
+        if (MinConfidence is float threshold) w.WriteNumber("minConfidence", Math.Round(threshold, 4));
         w.WriteStartObject("totals");
         w.WriteNumber("frames", Frames);
         w.WriteNumber("faces", Faces);

@@ -26,10 +26,14 @@ public static class Anonymizer
         var clock = Stopwatch.StartNew();
         using var stage = FaceStages.Create(options);
         using var predictor = DlibShapePredictor.Load();
-        using var finders = new FaceFinderFactory(options.Detector, options.ModelDir, options.Device);
+        using var finders = new FaceFinderFactory(options.Detector, options.ModelDir, options.Device, options.MinConfidence);
         using var reader = new VideoReader(input);
         using var writer = new VideoWriter(output, reader.Info);
-        var report = new AnonymizeReport { Input = input, Output = output, Stage = stage.Name };
+        var report = new AnonymizeReport
+        {
+            Input = input, Output = output, Stage = stage.Name, Detector = options.Detector,
+            MinConfidence = options.Detector == DetectorKind.Hog ? null : options.MinConfidence,
+        };
         var context = new PipelineContext();
         var tracker = new FaceTracker(options.MaxMissingFrames);
         var aligner = new FfhqAligner(options.CropSize);
@@ -111,6 +115,7 @@ public static class Anonymizer
         if (o.MaxMissingFrames is < 0 or > 10000) throw new PipelineException($"max missing frames must be between 0 and 10000 (got {o.MaxMissingFrames})");
         if (!Enum.IsDefined(o.Mode)) throw new PipelineException($"unknown mode {o.Mode}");
         if (!Enum.IsDefined(o.Detector)) throw new PipelineException($"unknown detector {o.Detector}");
+        if (!(o.MinConfidence is > 0 and < 1)) throw new PipelineException($"min confidence must lie strictly between 0 and 1 (got {o.MinConfidence})");
     }
 
     /// <summary>Fails early and clearly when CUDA is asked for but cannot be used.</summary>

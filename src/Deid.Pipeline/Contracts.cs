@@ -29,6 +29,11 @@ public sealed record AnonymizeOptions
     public int MaxMissingFrames { get; init; } = 10;
     /// <summary>Face detector of the detect stage; landmarks always come from dlib's shape predictor.</summary>
     public DetectorKind Detector { get; init; } = DetectorKind.Hog;
+    /// <summary>
+    /// SSD face score threshold (ssd and both; face-api.js's default 0.5). Lower finds more faces, false ones included:
+    /// for privacy, a false face costs a blurred patch, a missed one an exposed face.
+    /// </summary>
+    public float MinConfidence { get; init; } = Deid.Models.FaceApi.SsdMobilenetv1.DefaultMinConfidence;
     /// <summary>Where the SSD detector's face-api.js weights are (default: the model store's face-api folder).</summary>
     public string? ModelDir { get; init; }
     /// <summary>Overrides <see cref="Mode"/>: the pipeline owns and disposes the stage it creates.</summary>

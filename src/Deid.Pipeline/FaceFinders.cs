@@ -197,13 +197,16 @@ public sealed class FaceFinderFactory : IDisposable
 {
     private readonly SsdMobilenetv1? _ssd;
     private readonly object _gate = new();
+    private readonly float _minConfidence;
 
     public DetectorKind Kind { get; }
 
     /// <exception cref="PipelineException">the SSD weights are missing.</exception>
-    public FaceFinderFactory(DetectorKind kind, string? modelDir = null, string device = "cpu")
+    public FaceFinderFactory(DetectorKind kind, string? modelDir = null, string device = "cpu",
+        float minConfidence = SsdMobilenetv1.DefaultMinConfidence)
     {
         Kind = kind;
+        _minConfidence = minConfidence;
         if (kind == DetectorKind.Hog) return;
         try { _ssd = SsdMobilenetv1.Load(modelDir, Deid.Models.DeviceSelection.Resolve(device)); }
         catch (FileNotFoundException e)
@@ -215,8 +218,8 @@ public sealed class FaceFinderFactory : IDisposable
     public IFaceFinder Create() => Kind switch
     {
         DetectorKind.Hog => new HogFaceFinder(),
-        DetectorKind.Ssd => new SsdFaceFinder(_ssd!, _gate),
-        _ => new UnionFaceFinder(new HogFaceFinder(), new SsdFaceFinder(_ssd!, _gate)),
+        DetectorKind.Ssd => new SsdFaceFinder(_ssd!, _gate, _minConfidence),
+        _ => new UnionFaceFinder(new HogFaceFinder(), new SsdFaceFinder(_ssd!, _gate, _minConfidence)),
     };
 
     public static DetectorKind Parse(string? s) => (s ?? "hog").Trim().ToLowerInvariant() switch

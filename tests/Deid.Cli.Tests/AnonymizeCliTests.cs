@@ -41,7 +41,7 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         var r = Deid("anonymize", "--help");
         Assert.Equal(0, r.Code);
-        foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device", "--detector" })
+        foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device", "--detector", "--min-confidence" })
             Assert.Contains(opt, r.StdOut);
     }
 
@@ -64,6 +64,16 @@ public sealed class AnonymizeCliTests : IDisposable
     [Fact]
     public void UnknownDetector() =>
         AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "mtcnn"), _tmp.File("out.mp4"), "unknown detector");
+
+    [Fact]
+    public void MinConfidence_OutOfRange() =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", "--min-confidence", "1.5"),
+            _tmp.File("out.mp4"), "min confidence must lie strictly between 0 and 1");
+
+    [Fact]
+    public void MinConfidence_WithHog_SaysItIsForSsd() =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--min-confidence", "0.3"),
+            _tmp.File("out.mp4"), "--detector ssd or both");
 
     [Fact]
     public void MissingInput() =>
@@ -151,6 +161,8 @@ public sealed class AnonymizeCliTests : IDisposable
         Assert.Equal(Tool.CountFrames(SmallClip.Value), totals.GetProperty("frames").GetInt32());
         Assert.True(totals.GetProperty("faces").GetInt32() > 0);
         Assert.Equal("pixelate", doc.RootElement.GetProperty("stage").GetString());
+        Assert.Equal("hog", doc.RootElement.GetProperty("detector").GetString());
+        Assert.False(doc.RootElement.TryGetProperty("minConfidence", out _));
         Assert.Equal(totals.GetProperty("frames").GetInt32(), doc.RootElement.GetProperty("frames").GetArrayLength());
     }
 }

@@ -35,6 +35,9 @@ public class DetectorTests(Clips clips)
             Assert.Equal(FaceHandling.Replaced, face.Handling);
         }
         Assert.Equal(0, report.FallbackBlurred);
+        using var json = System.Text.Json.JsonDocument.Parse(report.ToJson());
+        Assert.Equal(kind.ToString().ToLowerInvariant(), json.RootElement.GetProperty("detector").GetString());
+        Assert.Equal(SsdMobilenetv1.DefaultMinConfidence, json.RootElement.GetProperty("minConfidence").GetSingle());
     }
 
     [Fact]
@@ -45,6 +48,20 @@ public class DetectorTests(Clips clips)
         var e = await Assert.ThrowsAsync<PipelineException>(() => Anonymizer.RunAsync(clips.Face, output,
             new AnonymizeOptions { Detector = DetectorKind.Ssd, ModelDir = tmp.Path }, ct: TestContext.Current.CancellationToken));
         Assert.Contains("deid models fetch", e.Message);
+        Assert.False(File.Exists(output));
+    }
+
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(1f)]
+    [InlineData(float.NaN)]
+    public async Task MinConfidence_OutsideTheOpenUnitInterval_IsRejectedBeforeAnyOutput(float threshold)
+    {
+        using var tmp = new TempDir();
+        var output = tmp.File("out.mp4");
+        var e = await Assert.ThrowsAsync<PipelineException>(() => Anonymizer.RunAsync(clips.Face, output,
+            new AnonymizeOptions { Detector = DetectorKind.Ssd, ModelDir = FaceApiDir, MinConfidence = threshold }, ct: TestContext.Current.CancellationToken));
+        Assert.Contains("min confidence", e.Message);
         Assert.False(File.Exists(output));
     }
 
@@ -121,6 +138,14 @@ public class DetectorTests(Clips clips)
         Assert.InRange(face.Y + face.Height / 2, 300, 430);
         Assert.InRange(face.Width, 200, 270);
         Assert.True(face.Score >= SsdMobilenetv1.DefaultMinConfidence);
+        // The threshold is the finder's: just above this face's score it is gone, just below it is found.
+        if (face.Score < 0.99f)
+        {
+            using var strict = new SsdFaceFinder(ssd, new object(), face.Score + 0.005f);
+            Assert.Empty(strict.FindRaw(image));
+        }
+        using var lenient = new SsdFaceFinder(ssd, new object(), face.Score - 0.005f);
+        Assert.Single(lenient.FindRaw(image));
 
         var report = await Anonymizer.RunAsync(clip, tmp.File("out.mp4"),
             new AnonymizeOptions { Workers = 2, Detector = DetectorKind.Ssd, ModelDir = FaceApiDir }, ct: TestContext.Current.CancellationToken);

@@ -23,10 +23,14 @@ public static class AnonymizeCommand
             Description = "Face detector: hog (dlib), ssd (face-api.js SSD-MobileNetV1; needs `deid models fetch`) or both (a face either finds is processed).",
             DefaultValueFactory = _ => "hog",
         };
+        var minConfidence = new Option<float?>("--min-confidence")
+        {
+            Description = "SSD face score threshold, between 0 and 1 (ssd and both; default 0.5). Lower finds more faces, false ones included.",
+        };
 
         var cmd = new Command("anonymize", "De-identify every face in a video (blur, pixelate or pass through), keeping audio, frame count and timing.");
         cmd.Arguments.Add(input);
-        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device, detector }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device, detector, minConfidence }) cmd.Options.Add(o);
 
         cmd.SetAction(async (ParseResult r, CancellationToken ct) =>
         {
@@ -42,6 +46,12 @@ public static class AnonymizeCommand
                     Device = r.GetValue(device) ?? "cpu",
                     Detector = FaceFinderFactory.Parse(r.GetValue(detector)),
                 };
+                if (r.GetValue(minConfidence) is float threshold)
+                {
+                    if (options.Detector == DetectorKind.Hog)
+                        throw new ArgumentException("--min-confidence sets the SSD detector's threshold: use it with --detector ssd or both");
+                    options = options with { MinConfidence = threshold };
+                }
                 // The SSD detector runs libtorch every frame: measured 2x faster with the tensor setting, for about
                 // 1 GB more peak memory (flat with clip length). See NativeMemory.TuneForTensors.
                 if (options.Detector != DetectorKind.Hog) Deid.Media.NativeMemory.TuneForTensors();
