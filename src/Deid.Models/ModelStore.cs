@@ -23,6 +23,11 @@ public sealed record ModelEntry(
 
 public sealed record ModelStatus(ModelEntry Entry, bool Present, string Path, long Size, string? Sha256);
 
+public enum FileCheck { Ok, Changed, Missing }
+
+/// <summary>One file recorded in manifest.json, re-hashed: <see cref="FileCheck.Changed"/> when its size or sha256 differs.</summary>
+public sealed record FileVerification(string RelativePath, ModelStore.ManifestRecord Recorded, FileCheck Result);
+
 /// <summary>
 /// The models directory (<c>$DEID_MODELS</c>, else <c>models/</c> in the repository) and the catalogue of every
 /// model Deid uses, with where each is published and how to get it. <c>manifest.json</c> in the directory records
@@ -147,6 +152,25 @@ public sealed class ModelStore
         var tmp = path + ".tmp";
         File.WriteAllText(tmp, root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>
+    /// Re-hashes every file manifest.json records (fetch and import record what they place), in path order. A weights
+    /// file that changed after it was recorded loads without complaint if its shapes still fit, so only its hash can tell.
+    /// </summary>
+    public IReadOnlyList<FileVerification> Verify(CancellationToken ct = default)
+    {
+        var result = new List<FileVerification>();
+        foreach (var (rel, rec) in ReadManifest().OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            ct.ThrowIfCancellationRequested();
+            var path = Path.Combine(Root, rel);
+            var check = !File.Exists(path) ? FileCheck.Missing
+                : FileSize(path) != rec.Size || !string.Equals(Sha256Of(path), rec.Sha256, StringComparison.OrdinalIgnoreCase) ? FileCheck.Changed
+                : FileCheck.Ok;
+            result.Add(new FileVerification(rel, rec, check));
+        }
+        return result;
     }
 
     public static string Sha256Of(string path)

@@ -43,6 +43,26 @@ public class ModelStoreTests
     }
 
     [Fact]
+    public void Verify_rehashes_every_recorded_file()
+    {
+        using var dir = new TempDir();
+        var store = new ModelStore(dir.Path);
+        var a = Path.Combine(dir.Path, "a.bin");
+        var b = Path.Combine(dir.Path, "sub", "b.bin");
+        var c = Path.Combine(dir.Path, "c.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(b)!);
+        foreach (var f in new[] { a, b, c }) { File.WriteAllBytes(f, [1, 2, 3, 4]); store.Record(f, "test"); }
+        Assert.All(store.Verify(), v => Assert.Equal(FileCheck.Ok, v.Result));
+
+        File.WriteAllBytes(a, [1, 2, 3, 5]);   // same size, other content
+        File.Delete(c);
+        var results = store.Verify().ToDictionary(v => v.RelativePath, v => v.Result);
+        Assert.Equal(FileCheck.Changed, results["a.bin"]);
+        Assert.Equal(FileCheck.Ok, results["sub/b.bin"]);
+        Assert.Equal(FileCheck.Missing, results["c.bin"]);
+    }
+
+    [Fact]
     public void Import_target_rejects_unknown_files_and_models_with_clear_messages()
     {
         var store = new ModelStore("/tmp/deid-store-never-written");

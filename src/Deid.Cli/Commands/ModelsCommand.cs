@@ -6,10 +6,11 @@ public static class ModelsCommand
 {
     public static Command Create()
     {
-        var cmd = new Command("models", "Model weights: what is present (list), fetching what registries serve (fetch), converting published checkpoints (import).");
+        var cmd = new Command("models", "Model weights: what is present (list), fetching what registries serve (fetch), converting published checkpoints (import), checking recorded hashes (verify).");
         cmd.Subcommands.Add(ModelsListCommand.Create());
         cmd.Subcommands.Add(ModelsFetchCommand.Create());
         cmd.Subcommands.Add(ModelsImportCommand.Create());
+        cmd.Subcommands.Add(ModelsVerifyCommand.Create());
         return cmd;
     }
 }

@@ -1,0 +1,56 @@
+using Deid.Models;
+using Deid.TestSupport;
+
+namespace Deid.Cli.Tests;
+
+/// <summary><c>deid models verify</c> run as a user would, on a scratch models directory.</summary>
+public sealed class ModelsCliTests : IDisposable
+{
+    private readonly TempDir _tmp = new();
+
+    public void Dispose() => _tmp.Dispose();
+
+    private static (int Code, string StdOut, string StdErr) Deid(params string[] args) =>
+        Tool.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "deid.dll"), .. args]);
+
+    private string Store(out string weights)
+    {
+        var store = new ModelStore(_tmp.Path);
+        weights = Path.Combine(_tmp.Path, "irse50", "model_ir_se50.safetensors");
+        Directory.CreateDirectory(Path.GetDirectoryName(weights)!);
+        File.WriteAllBytes(weights, [1, 2, 3, 4]);
+        store.Record(weights, "imported from model_ir_se50.pth");
+        return _tmp.Path;
+    }
+
+    [Fact]
+    public void Verify_IntactStore_ExitsZero()
+    {
+        var r = Deid("models", "verify", "--models", Store(out _));
+        Assert.True(r.Code == 0, r.StdErr);
+        Assert.Contains("irse50/model_ir_se50.safetensors", r.StdOut);
+        Assert.Contains("all 1 recorded files match their sha256", r.StdOut);
+    }
+
+    [Fact]
+    public void Verify_ChangedFile_IsNamedInOneErrorLine()
+    {
+        var dir = Store(out var weights);
+        File.WriteAllBytes(weights, [1, 2, 3, 5]);   // same size, other bytes: only the hash can tell
+        var r = Deid("models", "verify", "--models", dir);
+        Assert.NotEqual(0, r.Code);
+        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("deid: error: 1 of 1 recorded files failed verification (1 changed, 0 missing: irse50/model_ir_se50.safetensors)", line);
+        Assert.Contains("imported again", line);
+    }
+
+    [Fact]
+    public void Verify_WithoutManifest_SaysWhatToRun()
+    {
+        var r = Deid("models", "verify", "--models", _tmp.Path);
+        Assert.NotEqual(0, r.Code);
+        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("no manifest.json", line);
+        Assert.Contains("deid models fetch", line);
+    }
+}
