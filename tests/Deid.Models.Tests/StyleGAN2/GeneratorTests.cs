@@ -54,6 +54,28 @@ public sealed class GeneratorTests
         Assert.Equal(doc.RootElement.GetProperty("n_latent").GetInt32(), g.NLatent);
     }
 
+    /// <summary>Sizes other than the fixture's 32, with their own style width, mapping depth and channel table.</summary>
+    [Theory]
+    [InlineData(64, 16, 3)]
+    [InlineData(128, 24, 1)]
+    public void AnyPowerOfTwoSizeStyleDimAndMappingDepth_DrawsImagesOfThatSize(int size, int styleDim, int nMlp)
+    {
+        var channels = Enumerable.Range(2, 7).ToDictionary(i => 1 << i, i => 32 >> Math.Min(i - 2, 3));
+        var cfg = new StyleGAN2Config { Size = size, StyleDim = styleDim, NMlp = nMlp, Channels = channels };
+        manual_seed(1);
+        using var g = new Generator(cfg);
+        g.eval();
+        using var scope = NewDisposeScope();
+        Assert.Equal(nMlp, g.named_parameters().Count(p => p.name.StartsWith("style.", StringComparison.Ordinal) && p.name.EndsWith(".weight", StringComparison.Ordinal)));
+        Assert.Equal(2 * (int)Math.Log2(size) - 2, g.NLatent);
+        using var _ = no_grad();
+        var images = g.forward(randn(2, styleDim));
+        Assert.Equal(new long[] { 2, 3, size, size }, images.shape);
+        Assert.True(images.isfinite().all().item<bool>());
+        Assert.False(images[0].allclose(images[1]));
+        Assert.Equal(new long[] { 1, 3, size, size }, g.Synthesize(randn(1, styleDim)).shape);
+    }
+
     [Fact]
     public void ConfigRoundTripsThroughJsonAndReadsTheFixtureFormat()
     {
