@@ -16,11 +16,17 @@ public static class Program
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         try
         {
-            return await root.Parse(args).InvokeAsync(config);
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0 && !IsBareCommandGroup(parsed)) return CliErrors.Usage(parsed);
+            return await parsed.InvokeAsync(config);
         }
         catch (Exception e)
         {
             return CliErrors.Report(e);
         }
     }
+
+    /// <summary>`deid` or `deid models` alone: the help listing the subcommands is the useful answer there.</summary>
+    private static bool IsBareCommandGroup(ParseResult parsed) =>
+        parsed.CommandResult.Command.Subcommands.Count > 0 && parsed.Tokens.All(t => t.Type == System.CommandLine.Parsing.TokenType.Command);
 }

@@ -75,6 +75,25 @@ public sealed class AnonymizeCliTests : IDisposable
         AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--min-confidence", "0.3"),
             _tmp.File("out.mp4"), "--detector ssd or both");
 
+    /// <summary>A command line that does not parse: one line (no help dump, no .NET type names) and exit code 2.</summary>
+    [Theory]
+    [InlineData("--workers=abc", "'--workers' as a whole number")]
+    [InlineData("--min-confidence=abc", "'--min-confidence' as a number")]
+    [InlineData("--bogus", "Unrecognized command or argument '--bogus'")]
+    public void UnparsableCommandLine_OneLineAndExitCode2(string arg, string expected)
+    {
+        var r = Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", arg);
+        Assert.Equal(2, r.Code);
+        AssertFailsCleanly(r, _tmp.File("out.mp4"), expected);
+        Assert.Contains("(see `deid anonymize --help`)", r.StdErr);
+        Assert.DoesNotContain("System.", r.StdErr);
+        Assert.Empty(r.StdOut);
+    }
+
+    [Fact]
+    public void MissingOutputOption_NamesIt() =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value), _tmp.File("out.mp4"), "Option '--output' is required");
+
     [Fact]
     public void MissingInput() =>
         AssertFailsCleanly(Deid("anonymize", _tmp.File("nope.mp4"), "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "nope.mp4", "not found", "does not exist", "no such");
