@@ -21,9 +21,16 @@ public static class CliErrors
         for (SymbolResult? r = parsed.CommandResult; r != null; r = r.Parent)
             if (r is CommandResult c) path.Insert(0, c.Command.Name);
         if (path.Count > 0) path[0] = "deid";
-        var problems = parsed.Errors.Select(e => Friendly(e.Message.TrimEnd('.'))).Distinct();
+        var problems = parsed.Errors.Select(e => Friendly(OneLine(e.Message).TrimEnd('.'))).Distinct();
         Console.Error.WriteLine($"deid: error: {string.Join("; ", problems)} (see `{string.Join(" ", path)} --help`)");
         return UsageError;
+    }
+
+    /// <summary>"Must be one of:\n\t'a'\n\t'b'" → "Must be one of: 'a', 'b'".</summary>
+    private static string OneLine(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return lines.Length <= 1 ? message.Trim() : lines[0] + " " + string.Join(", ", lines[1..]);
     }
 
     private static string Friendly(string message) =>

@@ -45,6 +45,26 @@ public sealed class ModelsCliTests : IDisposable
     }
 
     [Fact]
+    public void Import_MissingFile_SaysSo()
+    {
+        var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "stylegan2", "--models", _tmp.Path);
+        Assert.Equal(1, r.Code);
+        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal($"deid: error: checkpoint not found: {_tmp.File("550000.pt")}", line);
+        Assert.Empty(Directory.GetFileSystemEntries(_tmp.Path));
+    }
+
+    [Fact]
+    public void Import_UnknownKind_ListsTheKnownOnesOnOneLine()
+    {
+        var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "biggan", "--models", _tmp.Path);
+        Assert.Equal(2, r.Code);
+        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("'biggan' not recognized. Must be one of: 'stylegan2', 'irse50', 'inception'", line);
+        Assert.EndsWith("(see `deid models import --help`)", line);
+    }
+
+    [Fact]
     public void Verify_WithoutManifest_SaysWhatToRun()
     {
         var r = Deid("models", "verify", "--models", _tmp.Path);

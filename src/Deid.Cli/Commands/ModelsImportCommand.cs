@@ -32,6 +32,9 @@ public static class ModelsImportCommand
             var src = parse.GetValue(file)!;
             var k = parse.GetValue(kind)!;
             var store = new ModelStore(parse.GetValue(models));
+            // Checked here too: the default output name is derived from the file's name, and a missing file should
+            // be reported as missing rather than as an unknown checkpoint name.
+            if (!File.Exists(src)) throw new FileNotFoundException($"checkpoint not found: {src}");
             // Published file names map onto the catalogue, so `deid models list` sees the import as present.
             var outPath = parse.GetValue(output) ?? store.ImportTarget(src, k);
             var r = ModelImport.Import(src, k, outPath, parse.GetValue(key));
