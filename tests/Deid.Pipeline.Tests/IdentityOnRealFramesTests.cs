@@ -12,7 +12,7 @@ namespace Deid.Pipeline.Tests;
 /// detection and 68 landmarks, then the FFHQ-aligned 256 crop. Holds each crop as the networks take it (RGB [-1,1])
 /// and dlib's landmarks in crop pixels.
 /// </summary>
-public sealed class RealAlignedFaces
+public sealed class RealAlignedFaces : IDisposable
 {
     public static readonly string[] Clips =
         ["talk_d0_noaudio.mp4", "talk_d3.mp4", "talk_d13_portrait_noaudio.mp4", "talk_small.mp4", "talk_1080p.mp4", "wide_s13.mp4"];
@@ -49,6 +49,11 @@ public sealed class RealAlignedFaces
                 faces.Add(new Face(c, $"{Clips[c]}@{t}s", tensor, aligned.TransformToCrop(landmarks.Points)));
             }
         Faces = faces;
+    }
+
+    public void Dispose()
+    {
+        foreach (var f in Faces) f.Crop.Dispose();
     }
 }
 
