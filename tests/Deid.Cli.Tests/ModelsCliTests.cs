@@ -13,6 +13,13 @@ public sealed class ModelsCliTests : IDisposable
     private static (int Code, string StdOut, string StdErr) Deid(params string[] args) =>
         Tool.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "deid.dll"), .. args]);
 
+    /// <summary>A failed run's stderr: exactly one line.</summary>
+    private static string OneErrorLine((int Code, string StdOut, string StdErr) r)
+    {
+        Assert.NotEqual(0, r.Code);
+        return Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
+
     private string Store(out string weights)
     {
         var store = new ModelStore(_tmp.Path);
@@ -37,9 +44,7 @@ public sealed class ModelsCliTests : IDisposable
     {
         var dir = Store(out var weights);
         File.WriteAllBytes(weights, [1, 2, 3, 5]);   // same size, other bytes: only the hash can tell
-        var r = Deid("models", "verify", "--models", dir);
-        Assert.NotEqual(0, r.Code);
-        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var line = OneErrorLine(Deid("models", "verify", "--models", dir));
         Assert.StartsWith("deid: error: 1 of 1 recorded files failed verification (1 changed, 0 missing: irse50/model_ir_se50.safetensors)", line);
         Assert.Contains("imported again", line);
     }
@@ -49,7 +54,7 @@ public sealed class ModelsCliTests : IDisposable
     {
         var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "stylegan2", "--models", _tmp.Path);
         Assert.Equal(1, r.Code);
-        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var line = OneErrorLine(r);
         Assert.Equal($"deid: error: checkpoint not found: {_tmp.File("550000.pt")}", line);
         Assert.Empty(Directory.GetFileSystemEntries(_tmp.Path));
     }
@@ -59,7 +64,7 @@ public sealed class ModelsCliTests : IDisposable
     {
         var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "biggan", "--models", _tmp.Path);
         Assert.Equal(2, r.Code);
-        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var line = OneErrorLine(r);
         Assert.Contains("'biggan' not recognized. Must be one of: 'stylegan2', 'irse50', 'inception'", line);
         Assert.EndsWith("(see `deid models import --help`)", line);
     }
@@ -67,9 +72,7 @@ public sealed class ModelsCliTests : IDisposable
     [Fact]
     public void Verify_WithoutManifest_SaysWhatToRun()
     {
-        var r = Deid("models", "verify", "--models", _tmp.Path);
-        Assert.NotEqual(0, r.Code);
-        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var line = OneErrorLine(Deid("models", "verify", "--models", _tmp.Path));
         Assert.Contains("no manifest.json", line);
         Assert.Contains("deid models fetch", line);
     }

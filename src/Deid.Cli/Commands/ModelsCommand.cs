@@ -13,4 +13,8 @@ public static class ModelsCommand
         cmd.Subcommands.Add(ModelsVerifyCommand.Create());
         return cmd;
     }
+
+    /// <summary>The <c>--models</c> option every models subcommand takes.</summary>
+    public static Option<string?> DirectoryOption(string what = "models directory") =>
+        new("--models") { Description = $"{what} (default: $DEID_MODELS, else models/ in the repository)" };
 }

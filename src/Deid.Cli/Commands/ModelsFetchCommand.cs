@@ -8,7 +8,7 @@ public static class ModelsFetchCommand
 {
     public static Command Create()
     {
-        var dir = new Option<string?>("--models") { Description = "models directory (default: $DEID_MODELS, else models/ in the repository)" };
+        var dir = ModelsCommand.DirectoryOption();
         var cmd = new Command("fetch", $"Download the face-api.js weights ({ModelStore.FaceApiPackage}) and the faceplugin recognizer via npm, link the dlib predictor, record sha256s in manifest.json");
         cmd.Options.Add(dir);
         cmd.SetAction((parse, ct) =>

@@ -19,7 +19,7 @@ public static class ModelsImportCommand
             Description = "where the state dict is inside the checkpoint (stylegan2 default: g_ema; nested: state_dict/decoder.)",
         };
         var output = new Option<string?>("--output", "-o") { Description = "output .safetensors (default: the catalogue path in the models directory, see `deid models list`)" };
-        var models = new Option<string?>("--models") { Description = "models directory for the default output (default: $DEID_MODELS, else models/ in the repository)" };
+        var models = ModelsCommand.DirectoryOption("models directory for the default output");
 
         var cmd = new Command("import", "Convert a PyTorch checkpoint (StyleGAN2 g_ema, IR-SE50, Inception-v3) to Deid's safetensors weights");
         cmd.Arguments.Add(file);

@@ -9,7 +9,7 @@ public static class ModelsListCommand
 {
     public static Command Create()
     {
-        var dir = new Option<string?>("--models") { Description = "models directory (default: $DEID_MODELS, else models/ in the repository)" };
+        var dir = ModelsCommand.DirectoryOption();
         var cmd = new Command("list", "List the models Deid uses: role, present/missing, path, size, sha256, and how to get missing ones");
         cmd.Options.Add(dir);
         cmd.SetAction(parse =>

@@ -9,7 +9,7 @@ public static class ModelsVerifyCommand
 {
     public static Command Create()
     {
-        var dir = new Option<string?>("--models") { Description = "models directory (default: $DEID_MODELS, else models/ in the repository)" };
+        var dir = ModelsCommand.DirectoryOption();
         var cmd = new Command("verify", "Re-hash every file recorded in the models directory's manifest.json and report any that changed or went missing");
         cmd.Options.Add(dir);
         cmd.SetAction(parse =>
