@@ -7,12 +7,11 @@ namespace Deid.Pipeline.Tests;
 /// <summary>The detect stage with face-api's SSD detector, alone and together with dlib's HOG.</summary>
 public class DetectorTests(Clips clips)
 {
-    private static string FaceApiDir => Path.Combine(TestPaths.Models, "face-api");
+    private static string FaceApiDir => TestPaths.FaceApiModels;
 
     private static void RequireSsdWeights()
     {
-        if (!File.Exists(Path.Combine(FaceApiDir, SsdMobilenetv1.ManifestName)))
-            Assert.Skip($"SSD weights missing in {FaceApiDir}; run `dotnet run --project src/Deid.Cli -- models fetch` (or `make setup`)");
+        if (TestPaths.MissingFaceApiWeights(SsdMobilenetv1.ManifestName) is { } why) Assert.Skip(why);
     }
 
     [Theory]

@@ -62,10 +62,8 @@ public class IdentityOnRealFramesTests(RealAlignedFaces real) : IClassFixture<Re
 {
     private static string FaceApiDir(string manifest)
     {
-        var dir = Path.Combine(TestPaths.Models, "face-api");
-        if (!File.Exists(Path.Combine(dir, manifest)))
-            Assert.Skip($"face-api weights {manifest} missing in {dir}; run `deid models fetch` (or `make setup`)");
-        return dir;
+        if (TestPaths.MissingFaceApiWeights(manifest) is { } why) Assert.Skip(why);
+        return TestPaths.FaceApiModels;
     }
 
     private static void Log(string s) => TestContext.Current.TestOutputHelper?.WriteLine(s);

@@ -16,6 +16,14 @@ public static class TestPaths
     public static string Models =>
         Environment.GetEnvironmentVariable("DEID_MODELS") is { Length: > 0 } m ? m : Path.Combine(RepoRoot, "models");
 
+    /// <summary>The face-api.js weights folder of <see cref="Models"/> (filled by `deid models fetch`).</summary>
+    public static string FaceApiModels => Path.Combine(Models, "face-api");
+
+    /// <summary>Why a test needing face-api's <paramref name="manifest"/> must skip, or null when the weights are there.</summary>
+    public static string? MissingFaceApiWeights(string manifest) =>
+        File.Exists(Path.Combine(FaceApiModels, manifest)) ? null
+            : $"face-api weights {manifest} missing in {FaceApiModels}; run `dotnet run --project src/Deid.Cli -- models fetch` (or `make setup`)";
+
     public const string DlibPredictor = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
 
     private static string FindRepoRoot()

@@ -8,8 +8,6 @@ namespace Deid.Models.Tests.FaceApi;
 /// <summary>Our port against face-api.js 1.7.15 itself, run in headless Chromium (see FaceApiReference).</summary>
 public class FaceApiChromiumParityTests
 {
-    private static void Log(string s) => TestContext.Current.TestOutputHelper?.WriteLine(s);
-
     [Fact]
     public void Reference_is_face_api_1_7_15_on_the_cpu_backend_and_saw_the_same_pixels()
     {

@@ -8,14 +8,16 @@ namespace Deid.Models.Tests.FaceApi;
 
 internal static class FaceApiTestData
 {
-    public static string ModelDir => Path.Combine(TestPaths.Models, "face-api");
+    public static string ModelDir => TestPaths.FaceApiModels;
 
     /// <summary>Weights come from npm (deid models fetch); without them the parity tests cannot run.</summary>
     public static void RequireWeights(string manifest)
     {
-        if (!File.Exists(Path.Combine(ModelDir, manifest)))
-            Assert.Skip($"face-api weights missing in {ModelDir}; run `dotnet run --project src/Deid.Cli -- models fetch` (or `make setup`)");
+        if (TestPaths.MissingFaceApiWeights(manifest) is { } why) Assert.Skip(why);
     }
+
+    /// <summary>A line in the test's output (shown with --output detailed, and beside a failure).</summary>
+    public static void Log(string s) => TestContext.Current.TestOutputHelper?.WriteLine(s);
 
     public static string Image(string name) => TestPaths.Golden("face-api", "images", name);
 

@@ -8,8 +8,6 @@ namespace Deid.Models.Tests.FaceApi;
 
 public class SsdMobilenetv1Tests
 {
-    private static void Log(string s) => TestContext.Current.TestOutputHelper?.WriteLine(s);
-
     /// <summary>
     /// face-api.js's own locateFaces test for faces.jpg (test/tests/ssdMobilenetv1): six boxes (x, y, w, h), its
     /// expectedScores listed in the order of its sortBoxes (distance of the top-left corner to the origin), 5 px
