@@ -27,7 +27,7 @@ public static class ModelsVerifyCommand
                     table.AddRow(
                         Markup.Escape(r.RelativePath),
                         r.Result switch { FileCheck.Ok => "[green]ok[/]", FileCheck.Changed => "[red]changed[/]", _ => "[red]missing[/]" },
-                        r.Recorded.Sha256.Length >= 12 ? r.Recorded.Sha256[..12] : Markup.Escape(r.Recorded.Sha256),
+                        Markup.Escape(r.Recorded.Sha256[..Math.Min(12, r.Recorded.Sha256.Length)]),
                         Markup.Escape(r.Recorded.Source));
                 AnsiConsole.Write(table);
                 var bad = results.Where(r => r.Result != FileCheck.Ok).ToList();
