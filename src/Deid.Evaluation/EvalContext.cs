@@ -28,7 +28,7 @@ public sealed record FaceObservation(FaceBox Box, FaceLandmarks Landmarks, float
 public sealed class EvalContext : IDisposable
 {
     /// <summary>Used when no calibration set can be found: the value calibrated on face-api's 8 people with this recognizer.</summary>
-    public const double FallbackThreshold = 0.37;
+    public const double FallbackThreshold = OnnxFaceRecognizer.SamePersonThreshold;
     public const int ExpressionCropSize = 256;
 
     public OnnxFaceRecognizer Recognizer { get; }

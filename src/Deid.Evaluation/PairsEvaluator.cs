@@ -1,3 +1,4 @@
+using Deid.Faces;
 using OpenCvSharp;
 
 namespace Deid.Evaluation;

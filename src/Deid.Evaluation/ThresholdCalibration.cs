@@ -1,3 +1,4 @@
+using Deid.Faces;
 namespace Deid.Evaluation;
 
 /// <summary>The same-person threshold and how well it separates same from different pairs of the calibration set.</summary>

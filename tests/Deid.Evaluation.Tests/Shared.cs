@@ -1,3 +1,4 @@
+using Deid.Faces;
 using Deid.Evaluation;
 using Deid.TestSupport;
 
