@@ -18,6 +18,12 @@ public enum InceptionInputNormalization
 
     /// <summary>(x - ImageNet mean) / ImageNet std with x in [0,1] (torchvision-trained weights).</summary>
     ImageNet,
+
+    /// <summary>
+    /// RGB in [0,1] times 255, nothing else: the ID-disentanglement PyTorch port runs torchvision's Inception3
+    /// children as an <c>nn.Sequential</c>, so neither <c>transform_input</c> nor a mean/std normalisation happens.
+    /// </summary>
+    Zero255,
 }
 
 /// <summary>
@@ -49,6 +55,11 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
 
     public long NumClasses { get; }
 
+    /// <summary>Channel multiplier the network was built with (1.0: the published width).</summary>
+    public double Width { get; }
+
+    public bool HasAuxLogits => AuxLogits != null;
+
     /// <param name="width">Channel multiplier; 1.0 is the published network, smaller values are for tests.</param>
     public InceptionV3(long numClasses = 1000, bool auxLogits = true, double dropout = 0.5, double width = 1.0)
         : base(nameof(InceptionV3))
@@ -56,6 +67,7 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
         if (width <= 0) throw new ArgumentOutOfRangeException(nameof(width), "width multiplier must be positive");
         long S(long c) => PyTorchOrder.Scale(c, width);
         NumClasses = numClasses;
+        Width = width;
         Conv2d_1a_3x3 = new BasicConv2d(3, S(32), 3, stride: 2);
         Conv2d_2a_3x3 = new BasicConv2d(S(32), S(32), 3);
         Conv2d_2b_3x3 = new BasicConv2d(S(32), S(64), 3, padding: 1);
@@ -152,6 +164,10 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
             var mean = torch.tensor(new float[] { 0.485f, 0.456f, 0.406f }, device: x.device).view(1, 3, 1, 1);
             var std = torch.tensor(new float[] { 0.229f, 0.224f, 0.225f }, device: x.device).view(1, 3, 1, 1);
             x = ((x + 1) * 0.5 - mean) / std;
+        }
+        else if (normalization == InceptionInputNormalization.Zero255)
+        {
+            x = (x + 1) * 127.5;
         }
         return x.MoveToOuterDisposeScope();
     }

@@ -20,6 +20,8 @@ public sealed class M : Module<Tensor, Tensor>
 
     public long InputDim { get; }
     public long OutputDim { get; }
+    public IReadOnlyList<long> Widths { get; }
+    public double NegativeSlope => _negativeSlope;
 
     /// <param name="inputDim">dim(E_id) + dim(E_attr), 512 + 2048 for IR-SE50 + InceptionV3.</param>
     /// <param name="widths">Output width of each layer; the last one is the W dimension.</param>
@@ -30,6 +32,7 @@ public sealed class M : Module<Tensor, Tensor>
             throw new ArgumentException("mapper dimensions must be positive and at least one layer is needed");
         InputDim = inputDim;
         OutputDim = widths[^1];
+        Widths = widths.ToArray();
         _negativeSlope = negativeSlope;
         layers = LeakyMlp.Build(inputDim, widths);
         RegisterComponents();
