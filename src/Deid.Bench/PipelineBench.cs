@@ -115,11 +115,12 @@ public static class PipelineBench
     /// <summary>The detect stage with another detector (HOG is the row above); skipped when its weights are missing.</summary>
     private static void DetectAlone(BenchResults r, string suite, List<VideoFrame> frames, DlibShapePredictor predictor, int workers, DetectorKind kind)
     {
-        FaceFinderFactory finders;
-        try { finders = new FaceFinderFactory(kind); }
+        Deid.Models.FaceApi.SsdMobilenetv1 ssd;
+        try { ssd = FaceFinderFactory.LoadSsd(null, "cpu"); }
         catch (PipelineException e) { Console.Error.WriteLine($"skip {kind} detect row: {e.Message}"); return; }
-        using (finders)
+        using (ssd)
         {
+            var finders = new FaceFinderFactory(kind, ssd, new DeviceExecutor());
             // As the CLI does for a torch detector; the HOG rows and the whole pipeline keep the streaming setting.
             Deid.Media.NativeMemory.TuneForTensors();
             var (found, fps) = DetectFrames(frames, predictor, workers, finders.Create);

@@ -3,7 +3,7 @@ using Deid.Faces;
 
 namespace Deid.Pipeline;
 
-public sealed record FaceRecord(int TrackId, FaceBox Box, FaceHandling Handling);
+public sealed record FaceRecord(int TrackId, FaceBox Box, FaceHandling Handling, FaceAudit? Audit = null);
 
 public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceRecord> Faces);
 
@@ -19,6 +19,20 @@ public sealed class AnonymizeReport
     public DetectorKind Detector { get; init; } = DetectorKind.Hog;
     /// <summary>The SSD score threshold the run used; null when SSD did not run.</summary>
     public float? MinConfidence { get; init; }
+    public AnonymizeMode Mode { get; init; }
+    /// <summary>Networks built with random weights (latent mode with --random-weights); empty for a real run.</summary>
+    public IReadOnlyList<string> RandomWeights { get; internal set; } = [];
+    /// <summary>Role → weights file latent mode loaded.</summary>
+    public IReadOnlyDictionary<string, string> ModelFiles { get; internal set; } = new Dictionary<string, string>();
+    public IReadOnlyList<TrackIdentity> Identities { get; internal set; } = [];
+    /// <summary>Whether every face was audited by the independent recognizer, and its same-person threshold.</summary>
+    public bool Audited { get; internal set; }
+    public double AuditThreshold { get; internal set; }
+    public long LeaksFound { get; private set; }
+    public long LeaksFixed { get; private set; }
+    public long LeaksBlurred { get; private set; }
+    public long FacesAudited { get; private set; }
+    public InferenceStats? Inference { get; internal set; }
     public long Frames => _frames.Count;
     public IReadOnlyList<FrameRecord> FrameRecords => _frames;
     public IReadOnlyList<string> Warnings => _warnings;
@@ -36,6 +50,13 @@ public sealed class AnonymizeReport
         foreach (var f in frame.Faces)
         {
             Faces++;
+            if (f.Audit is { } a)
+            {
+                FacesAudited++;
+                if (a.Action != AuditAction.Passed) LeaksFound++;
+                if (a.Action == AuditAction.Reinforced) LeaksFixed++;
+                if (a.Action == AuditAction.Blurred) LeaksBlurred++;
+            }
             switch (f.Handling)
             {
                 case FaceHandling.Replaced: Replaced++; break;
@@ -80,6 +101,7 @@ public sealed class AnonymizeReport
         w.WriteString("input", Input);
         w.WriteString("output", Output);
         w.WriteString("stage", Stage);
+        w.WriteString("mode", Mode.ToString().ToLowerInvariant());
         w.WriteString("detector", Detector.ToString().ToLowerInvariant());
         if (MinConfidence is float threshold) w.WriteNumber("minConfidence", Math.Round(threshold, 4));
         w.WriteStartObject("totals");
@@ -91,6 +113,58 @@ public sealed class AnonymizeReport
         w.WriteNumber("tracks", Tracks);
         w.WriteNumber("elapsedSeconds", Math.Round(Elapsed.TotalSeconds, 3));
         w.WriteNumber("fps", Math.Round(Fps, 3));
+        w.WriteEndObject();
+        if (Mode == AnonymizeMode.Latent)
+        {
+            w.WriteStartArray("randomWeights");
+            foreach (var r in RandomWeights) w.WriteStringValue(r);
+            w.WriteEndArray();
+            w.WriteStartObject("modelFiles");
+            foreach (var (role, file) in ModelFiles) w.WriteString(role, file);
+            w.WriteEndObject();
+            w.WriteStartArray("identities");
+            foreach (var id in Identities)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("trackId", id.TrackId);
+                w.WriteString("kind", id.Kind);
+                if (id.Seed is long seed) w.WriteNumber("seed", seed);
+                if (id.Photo is { } photo) w.WriteString("photo", photo);
+                if (id.MaxSimilarityToClip is double m) w.WriteNumber("maxSimilarityToClip", m);
+                w.WriteStartArray("rejected");
+                foreach (var r in id.Rejected)
+                {
+                    w.WriteStartObject();
+                    w.WriteNumber("seed", r.Seed);
+                    w.WriteNumber("maxSimilarity", r.MaxSimilarity);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        if (Inference is { } inf)
+        {
+            w.WriteStartObject("inference");
+            w.WriteNumber("batches", inf.Batches);
+            w.WriteNumber("crops", inf.Crops);
+            w.WriteNumber("meanBatch", Math.Round(inf.MeanBatch, 3));
+            w.WriteNumber("busySeconds", Math.Round(inf.Busy.TotalSeconds, 3));
+            w.WriteNumber("idleSeconds", Math.Round(inf.Idle.TotalSeconds, 3));
+            w.WriteEndObject();
+        }
+        w.WriteStartObject("audit");
+        w.WriteBoolean("enabled", Audited);
+        if (Audited)
+        {
+            w.WriteString("recognizer", OnnxFaceRecognizer.RelativePath);
+            w.WriteNumber("threshold", AuditThreshold);
+            w.WriteNumber("facesAudited", FacesAudited);
+            w.WriteNumber("leaksFound", LeaksFound);
+            w.WriteNumber("leaksFixed", LeaksFixed);
+            w.WriteNumber("leaksBlurred", LeaksBlurred);
+        }
         w.WriteEndObject();
         w.WriteStartArray("warnings");
         foreach (var s in _warnings) w.WriteStringValue(s);
@@ -113,6 +187,15 @@ public sealed class AnonymizeReport
                 w.WriteNumberValue(Math.Round(face.Box.Bottom, 1));
                 w.WriteEndArray();
                 w.WriteString("handling", face.Handling.ToJsonName());
+                if (face.Audit is { } audit)
+                {
+                    w.WriteStartObject("audit");
+                    w.WriteNumber("similarityToSource", audit.SimilarityToSource);
+                    if (audit.SimilarityToTarget is double t) w.WriteNumber("similarityToTarget", t);
+                    if (audit.SimilarityAfterRetry is double after) w.WriteNumber("similarityAfterRetry", after);
+                    w.WriteString("action", audit.Action.ToString().ToLowerInvariant());
+                    w.WriteEndObject();
+                }
                 w.WriteEndObject();
             }
             w.WriteEndArray();

@@ -52,14 +52,14 @@ public sealed class HogFaceFinder : IFaceFinder
 /// <summary>
 /// SSD-MobileNetV1 on the frame, shrunk first so its long side is the network's 512 (OpenCV area resampling: the
 /// network would otherwise sample a 1080p frame sparsely). Boxes are mapped to dlib's framing by
-/// <see cref="ToDlibBox"/>. The network is shared by all workers; calls into it are serialised (it uses every core
+/// <see cref="ToDlibBox"/>. The network is shared by all workers; calls into it go through the one <see cref="DeviceExecutor"/> (it uses every core
 /// through torch's own threads), the frame conversion around it is not.
 /// On a frame much wider than tall (or taller than wide) the whole frame leaves a face few input pixels, where
 /// SSD's score drops below its threshold (talk_1080p's speaker: 0.31-0.50 in its first 29 frames, 0.90-0.96 in a
 /// square crop of the same frames). So such frames are also searched in overlapping square windows
 /// (<see cref="Windows"/>); see <see cref="FindRaw"/> for how the finds are combined.
 /// </summary>
-public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConfidence = SsdMobilenetv1.DefaultMinConfidence) : IFaceFinder
+public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, float minConfidence = SsdMobilenetv1.DefaultMinConfidence) : IFaceFinder
 {
     /// <summary>
     /// SSD box → dlib HOG box, as fractions of the SSD box: centre shift (x by width, y by height) and size.
@@ -162,7 +162,7 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, object gate, float minConf
         using (var scope = torch.NewDisposeScope())
         {
             var t = torch.tensor(bytes, new long[] { 1, rgb.Height, rgb.Width, 3 }, torch.ScalarType.Byte).permute(0, 3, 1, 2);
-            lock (gate) faces = net.Detect(t, minConfidence)[0];
+            faces = device.Run(() => net.Detect(t, minConfidence)[0]);
         }
         double sx = (double)bgr.Width / rgb.Width, sy = (double)bgr.Height / rgb.Height;
         return faces.Select(f => new SsdFace((float)(f.X * sx), (float)(f.Y * sy), (float)(f.Width * sx), (float)(f.Height * sy), f.Score)).ToList();
@@ -192,35 +192,30 @@ public sealed class UnionFaceFinder(IFaceFinder hog, IFaceFinder ssd) : IFaceFin
     public void Dispose() { hog.Dispose(); ssd.Dispose(); }
 }
 
-/// <summary>Creates the detect workers' finders; owns the SSD network they share.</summary>
-public sealed class FaceFinderFactory : IDisposable
+/// <summary>Creates the detect workers' finders around the SSD network they share (the engine's, loaded once).</summary>
+public sealed class FaceFinderFactory(DetectorKind kind, SsdMobilenetv1? ssd, DeviceExecutor device,
+    float minConfidence = SsdMobilenetv1.DefaultMinConfidence)
 {
-    private readonly SsdMobilenetv1? _ssd;
-    private readonly object _gate = new();
-    private readonly float _minConfidence;
+    public DetectorKind Kind { get; } = kind;
 
-    public DetectorKind Kind { get; }
+    public IFaceFinder Create() => Kind switch
+    {
+        DetectorKind.Hog => new HogFaceFinder(),
+        DetectorKind.Ssd => new SsdFaceFinder(Need(), device, minConfidence),
+        _ => new UnionFaceFinder(new HogFaceFinder(), new SsdFaceFinder(Need(), device, minConfidence)),
+    };
+
+    private SsdMobilenetv1 Need() => ssd ?? throw new InvalidOperationException("the SSD detector was not loaded");
 
     /// <exception cref="PipelineException">the SSD weights are missing.</exception>
-    public FaceFinderFactory(DetectorKind kind, string? modelDir = null, string device = "cpu",
-        float minConfidence = SsdMobilenetv1.DefaultMinConfidence)
+    public static SsdMobilenetv1 LoadSsd(string? modelDir, string device)
     {
-        Kind = kind;
-        _minConfidence = minConfidence;
-        if (kind == DetectorKind.Hog) return;
-        try { _ssd = SsdMobilenetv1.Load(modelDir, Deid.Models.DeviceSelection.Resolve(device)); }
+        try { return SsdMobilenetv1.Load(modelDir, Deid.Models.DeviceSelection.Resolve(device)); }
         catch (FileNotFoundException e)
         {
             throw new PipelineException($"the SSD face detector's weights are missing ({e.FileName}); run `deid models fetch`, or use --detector hog", e);
         }
     }
-
-    public IFaceFinder Create() => Kind switch
-    {
-        DetectorKind.Hog => new HogFaceFinder(),
-        DetectorKind.Ssd => new SsdFaceFinder(_ssd!, _gate, _minConfidence),
-        _ => new UnionFaceFinder(new HogFaceFinder(), new SsdFaceFinder(_ssd!, _gate, _minConfidence)),
-    };
 
     public static DetectorKind Parse(string? s) => (s ?? "hog").Trim().ToLowerInvariant() switch
     {
@@ -229,6 +224,4 @@ public sealed class FaceFinderFactory : IDisposable
         "both" => DetectorKind.Both,
         _ => throw new ArgumentException($"unknown detector '{s}' (expected hog, ssd or both)"),
     };
-
-    public void Dispose() => _ssd?.Dispose();
 }

@@ -62,11 +62,12 @@ public sealed class PassthroughStage(int batchSize = 8) : IFaceStage
 
 public static class FaceStages
 {
-    public static IFaceStage Create(AnonymizeOptions options) => options.StageFactory?.Invoke() ?? options.Mode switch
+    /// <summary>The built-in obfuscation stages; latent mode's stage needs loaded networks and is made by <see cref="DeidEngine"/>.</summary>
+    public static IFaceStage Create(AnonymizeOptions options) => options.Mode switch
     {
         AnonymizeMode.Blur => new BlurStage(options.BatchSize),
         AnonymizeMode.Pixelate => new PixelateStage(options.BatchSize),
         AnonymizeMode.Passthrough => new PassthroughStage(options.BatchSize),
-        _ => throw new PipelineException($"unknown mode {options.Mode}"),
+        _ => throw new PipelineException($"mode {options.Mode} needs a loaded engine (DeidEngine)"),
     };
 }

@@ -12,11 +12,15 @@ internal sealed class FaceJob : IDisposable
     public required long FrameIndex;
     public required int TrackId;
     public required FaceBox Box;
+    public double Time;
+    /// <summary>Smoothed 68 landmarks in frame pixels (null where the predictor failed).</summary>
     public Point2f[]? Landmarks;
     public FaceHandling Handling;
     public AlignedFace? Aligned;
     public Mat? Output;
-    public bool Processed;
+    /// <summary>Completed once the face stage has handled (or failed) this face; the rejoin stage waits on it.</summary>
+    public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public FaceAudit? Audit;
 
     public bool NeedsStage => Aligned != null && Handling != FaceHandling.FallbackBlurred;
 
@@ -34,6 +38,9 @@ internal sealed class FaceJob : IDisposable
         ReleaseImages();
         Handling = FaceHandling.FallbackBlurred;
     }
+
+    public FaceCrop ToCrop() => new(FrameIndex, TrackId, Aligned!.Crop, Time,
+        Landmarks is null ? null : Aligned.TransformToCrop(Landmarks));
 
     public void Dispose() => ReleaseImages();
 }
@@ -187,7 +194,7 @@ internal sealed class TrackStage(FaceTracker tracker, ChannelReader<FrameWork> i
             foreach (var face in tracker.Update(work.Detections, work.Frame.Time.TotalSeconds))
                 work.Faces.Add(new FaceJob
                 {
-                    FrameIndex = work.Frame.Index, TrackId = face.TrackId, Box = face.Box,
+                    FrameIndex = work.Frame.Index, TrackId = face.TrackId, Box = face.Box, Time = work.Frame.Time.TotalSeconds,
                     Landmarks = face.Landmarks, Handling = face.Handling,
                 });
             await SendAsync(work, ct).ConfigureAwait(false);
@@ -195,9 +202,15 @@ internal sealed class TrackStage(FaceTracker tracker, ChannelReader<FrameWork> i
     }
 }
 
-internal sealed class AlignStage(FfhqAligner aligner, PipelineContext context, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
-    : Stage<FrameWork>(output)
+/// <summary>
+/// Aligns each face. A face whose FFHQ square is smaller than <paramref name="minFaceSide"/> frame pixels is blurred
+/// instead: a generator would have to invent nearly every pixel of it (0 turns this off).
+/// </summary>
+internal sealed class AlignStage(FfhqAligner aligner, PipelineContext context, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output,
+    double minFaceSide = 0) : Stage<FrameWork>(output)
 {
+    public long TooSmall;
+
     protected override async Task LoopAsync(CancellationToken ct)
     {
         await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
@@ -207,6 +220,17 @@ internal sealed class AlignStage(FfhqAligner aligner, PipelineContext context, C
                 if (face.Handling == FaceHandling.FallbackBlurred || face.Landmarks == null) { face.Handling = FaceHandling.FallbackBlurred; continue; }
                 try
                 {
+                    if (minFaceSide > 0)
+                    {
+                        var q = FfhqAligner.Quad(new FaceLandmarks(face.Landmarks));
+                        var side = Math.Sqrt((q[3].X - q[0].X) * (q[3].X - q[0].X) + (q[3].Y - q[0].Y) * (q[3].Y - q[0].Y));
+                        if (side < minFaceSide)
+                        {
+                            Interlocked.Increment(ref TooSmall);
+                            face.Handling = FaceHandling.FallbackBlurred;
+                            continue;
+                        }
+                    }
                     face.Aligned = aligner.Align(work.Frame.Image, new FaceLandmarks(face.Landmarks));
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
@@ -217,85 +241,6 @@ internal sealed class AlignStage(FfhqAligner aligner, PipelineContext context, C
             }
             await SendAsync(work, ct).ConfigureAwait(false);
         }
-    }
-}
-
-/// <summary>
-/// Batches crops across frames for the face stage: a batch goes as soon as it holds B crops, or when the
-/// stream ends. Frames wait here until all their crops are back; when faces are sparse, a cap on waiting
-/// frames flushes a short batch so memory stays bounded.
-/// </summary>
-internal sealed class FaceBatchStage(IFaceStage stage, int maxPendingFrames, PipelineContext context,
-    ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
-{
-    private readonly Queue<FrameWork> _pending = new();
-    private readonly List<FaceJob> _unprocessed = [];
-    public List<int> BatchSizes { get; } = [];
-
-    protected override async Task LoopAsync(CancellationToken ct)
-    {
-        var batchSize = Math.Max(1, stage.BatchSize);
-        try
-        {
-            await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
-            {
-                _pending.Enqueue(work);
-                _unprocessed.AddRange(work.Faces.Where(f => f.NeedsStage));
-                while (_unprocessed.Count >= batchSize) ProcessBatch(batchSize, ct);
-                if (_pending.Count > maxPendingFrames)
-                    while (_unprocessed.Count > 0) ProcessBatch(batchSize, ct);
-                await EmitReadyAsync(ct).ConfigureAwait(false);
-            }
-            while (_unprocessed.Count > 0) ProcessBatch(batchSize, ct);
-            await EmitReadyAsync(ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            while (_pending.TryDequeue(out var left)) left.Dispose();
-        }
-    }
-
-    private void ProcessBatch(int batchSize, CancellationToken ct)
-    {
-        var jobs = _unprocessed.Take(batchSize).ToList();
-        _unprocessed.RemoveRange(0, jobs.Count);
-        BatchSizes.Add(jobs.Count);
-        try
-        {
-            var crops = jobs.Select(j => new FaceCrop(j.FrameIndex, j.TrackId, j.Aligned!.Crop)).ToList();
-            var outputs = stage.Process(crops, ct);
-            if (outputs.Count != jobs.Count)
-            {
-                foreach (var o in outputs) if (!crops.Any(c => ReferenceEquals(c.Crop, o))) o.Dispose();
-                throw new InvalidOperationException($"returned {outputs.Count} crops for {jobs.Count}");
-            }
-            for (var i = 0; i < jobs.Count; i++)
-            {
-                var o = outputs[i];
-                var crop = jobs[i].Aligned!.Crop;
-                jobs[i].Output = o;
-                if (o.Width != crop.Width || o.Height != crop.Height || o.Type() != crop.Type())
-                {
-                    context.Warn($"face stage '{stage.Name}' returned a {o.Width}x{o.Height} crop for a {crop.Width}x{crop.Height} one; that face was blurred instead");
-                    jobs[i].FallBack();
-                }
-            }
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            context.Warn($"face stage '{stage.Name}' failed ({e.Message}); its faces were blurred instead");
-            foreach (var j in jobs) j.FallBack();
-        }
-        finally
-        {
-            foreach (var j in jobs) j.Processed = true;
-        }
-    }
-
-    private async Task EmitReadyAsync(CancellationToken ct)
-    {
-        while (_pending.TryPeek(out var head) && head.Faces.All(f => !f.NeedsStage || f.Processed))
-            await SendAsync(_pending.Dequeue(), ct).ConfigureAwait(false);
     }
 }
 
@@ -358,7 +303,7 @@ internal sealed class EncodeStage(VideoWriter writer, AnonymizeReport report, IP
             {
                 writer.Write(work.Frame);
                 report.AddFrame(new FrameRecord(work.Frame.Index, work.Frame.Time.TotalSeconds,
-                    work.Faces.Select(f => new FaceRecord(f.TrackId, f.Box, f.Handling)).ToArray()));
+                    work.Faces.Select(f => new FaceRecord(f.TrackId, f.Box, f.Handling, f.Audit)).ToArray()));
             }
             done++;
             progress?.Report(new PipelineProgress(done, totalFrames, done / Math.Max(1e-9, clock.Elapsed.TotalSeconds)));

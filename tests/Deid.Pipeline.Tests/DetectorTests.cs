@@ -129,7 +129,7 @@ public class DetectorTests(Clips clips)
         Tool.Ffmpeg("-i", clip, "-frames:v", "1", frame0);
 
         using var ssd = SsdMobilenetv1.Load(FaceApiDir);
-        using var finder = new SsdFaceFinder(ssd, new object());
+        using var finder = new SsdFaceFinder(ssd, new DeviceExecutor());
         using var image = OpenCvSharp.Cv2.ImRead(frame0);
         var face = Assert.Single(finder.FindRaw(image));
         // The speaker sits left of centre (face-api's box in a square crop of this frame: about 849,202 232x323).
@@ -140,10 +140,10 @@ public class DetectorTests(Clips clips)
         // The threshold is the finder's: just above this face's score it is gone, just below it is found.
         if (face.Score < 0.99f)
         {
-            using var strict = new SsdFaceFinder(ssd, new object(), face.Score + 0.005f);
+            using var strict = new SsdFaceFinder(ssd, new DeviceExecutor(), face.Score + 0.005f);
             Assert.Empty(strict.FindRaw(image));
         }
-        using var lenient = new SsdFaceFinder(ssd, new object(), face.Score - 0.005f);
+        using var lenient = new SsdFaceFinder(ssd, new DeviceExecutor(), face.Score - 0.005f);
         Assert.Single(lenient.FindRaw(image));
 
         var report = await Anonymizer.RunAsync(clip, tmp.File("out.mp4"),

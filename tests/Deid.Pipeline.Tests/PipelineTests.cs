@@ -225,9 +225,9 @@ public class PipelineTests(Clips clips)
     {
         using var tmp = new TempDir();
         var stage = new RecordingStage(4);
-        var report = await Anonymizer.RunAsync(clips.Face, tmp.File("out.mp4"), Fast with { CropSize = 128, StageFactory = () => stage },
-            ct: TestContext.Current.CancellationToken);
-        Assert.True(stage.Disposed);
+        var report = await Anonymizer.RunAsync(clips.Face, tmp.File("out.mp4"), Fast with { CropSize = 128 },
+            ct: TestContext.Current.CancellationToken, stage: stage);
+        Assert.False(stage.Disposed); // the caller's stage stays the caller's
         Assert.NotEmpty(stage.Batches);
         Assert.All(stage.Batches.Take(stage.Batches.Count - 1), b => Assert.Equal(4, b));
         Assert.InRange(stage.Batches[^1], 1, 4);
@@ -270,8 +270,8 @@ public class PipelineTests(Clips clips)
     {
         using var tmp = new TempDir();
         var output = tmp.File("out.mp4");
-        var report = await Anonymizer.RunAsync(clips.Face, output, Fast with { StageFactory = () => new BrokenStage() },
-            ct: TestContext.Current.CancellationToken);
+        using var broken = new BrokenStage();
+        var report = await Anonymizer.RunAsync(clips.Face, output, Fast, ct: TestContext.Current.CancellationToken, stage: broken);
         Assert.True(report.Faces > 0);
         Assert.Equal(report.Faces, report.FallbackBlurred);
         Assert.Contains(report.Warnings, w => w.Contains("model exploded", StringComparison.Ordinal));

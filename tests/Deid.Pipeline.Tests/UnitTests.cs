@@ -208,13 +208,13 @@ public class FaceStageTests
     }
 
     [Fact]
-    public void FactoryHonoursModeAndOverride()
+    public void FactoryHonoursMode_AndLeavesLatentToTheEngine()
     {
         using var s1 = FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Pixelate, BatchSize = 3 });
-        Assert.IsType<PixelateStage>(s1);
+        Assert.Equal("pixelate", s1.Name);
         Assert.Equal(3, s1.BatchSize);
-        using var s2 = FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Blur, StageFactory = () => new PassthroughStage(2) });
-        Assert.IsType<PassthroughStage>(s2);
+        Assert.False(s1.ReplacesIdentity);
+        Assert.Throws<PipelineException>(() => FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Latent }));
     }
 }
 
