@@ -104,7 +104,8 @@ public static class AnonymizeCommand
                 };
                 if (options.Mode != AnonymizeMode.Latent && (r.GetResult(identity) != null || r.GetResult(track) != null || r.GetValue(randomWeights) || r.GetResult(weightsDir) != null))
                     throw new ArgumentException("--identity, --track, --weights-dir and --random-weights belong to --mode latent");
-                if (options.Latent.Weights.RandomWeights && options.Mode == AnonymizeMode.Latent)
+                // Said at the start for a person watching; scripts get it as a warning line at the end and in the report.
+                if (options.Latent.Weights.RandomWeights && options.Mode == AnonymizeMode.Latent && !Console.IsErrorRedirected)
                     Console.Error.WriteLine("deid: WARNING: --random-weights: networks without weight files get seeded RANDOM weights; the faces drawn are noise, not people");
                 if (r.GetValue(minConfidence) is float threshold)
                 {
