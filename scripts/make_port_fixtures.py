@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Test fixtures for `deid models import --as port-attr-encoder|port-mapper` (run with Debian's python3-torch 1.13 and
-python3-torchvision 0.14: /usr/bin/python3 scripts/make_port_fixtures.py OUT_DIR [--only attr,mapper,bad]).
+python3-torchvision 0.14: /usr/bin/python3 scripts/make_port_fixtures.py OUT_DIR [--only attr,mapper,small]).
 
 The PyTorch port of the paper (danielroich/ID-disentanglement-Pytorch) publishes its trained E_attr and M as whole
 pickled modules (torch.save(model)). A pickle names every class by module path, so the stand-ins below are defined in
@@ -12,9 +12,14 @@ Outputs (OUT_DIR):
   attr_encoder_FIXTURE_0.pt  the port's Inception wrapper, full size (~95 MB), saved in training mode as the port does
   maper_FIXTURE_0.pt         the port's LatentMapper, full size (~32 MB); maper_FIXTURE_legacy.pt the same, legacy format
   port_reference.pt          attr.crop [-1,1] -> attr.features; mapper.id + mapper.attr -> mapper.w
+small (a few KB each):
   bad_unknown_class.pt       a LatentMapper whose Sequential holds a class outside Deid's allow-list (Models.Extras.Probe)
   maper_misshaped.pt         a tiny LatentMapper: wrong widths and a Linear without bias
-  attr_encoder_nopool.pt     an Inception wrapper whose Sequential lacks the max-pools (torchvision < 0.8's children)
+  attr_encoder_nopool.pt     an Inception wrapper whose Sequential lacks the max-pools (torchvision < 0.8's children);
+                             attr_encoder_nopool_rewrapped.pt the same inside one more Sequential, as the Inference
+                             notebook's Inception(loaded) holds it
+  attr_encoder_py37enum.pt   the nopool wrapper with its Resize's InterpolationMode pickled as Python 3.7 did
+                             (InterpolationMode('bilinear'); Python >= 3.11 writes getattr(InterpolationMode, 'BILINEAR'))
 """
 import os, sys, tempfile, textwrap
 
@@ -73,7 +78,7 @@ def main():
     if not args or args[0].startswith("-"):
         sys.exit(__doc__)
     out = os.path.abspath(args[0])
-    only = set(args[args.index("--only") + 1].split(",")) if "--only" in args else {"attr", "mapper", "bad"}
+    only = set(args[args.index("--only") + 1].split(",")) if "--only" in args else {"attr", "mapper", "small"}
     os.makedirs(out, exist_ok=True)
 
     import torch
@@ -128,7 +133,7 @@ def main():
         reference["mapper.attr"] = attr_code
         reference["mapper.w"] = m(torch.cat((id_code, attr_code), dim=1))   # the port's order: [id, attr]
 
-    if "bad" in only:
+    if "small" in only:
         probe = LatentMapper(widths=(4, 4))
         probe.model.append(Probe())
         torch.save(probe, os.path.join(out, "bad_unknown_class.pt"))
@@ -136,6 +141,16 @@ def main():
         from torchvision.models.inception import BasicConv2d
         nopool = Inception(children=[BasicConv2d(3, 4, kernel_size=3) for _ in range(5)])
         torch.save(nopool, os.path.join(out, "attr_encoder_nopool.pt"))
+        # The port's Inference notebook re-wraps a loaded E_attr (Inception(loaded)): one Sequential more, model.0.N keys.
+        torch.save(Inception(children=[nopool.model]), os.path.join(out, "attr_encoder_nopool_rewrapped.pt"))
+        # The published files were pickled on Colab's Python 3.7, whose enums reduce to Class(value).
+        from torchvision.transforms import InterpolationMode
+        by_name = InterpolationMode.__reduce_ex__
+        InterpolationMode.__reduce_ex__ = lambda self, protocol: (type(self), (self.value,))
+        try:
+            torch.save(nopool, os.path.join(out, "attr_encoder_py37enum.pt"))
+        finally:
+            InterpolationMode.__reduce_ex__ = by_name
 
     if reference:
         torch.save(reference, os.path.join(out, "port_reference.pt"))

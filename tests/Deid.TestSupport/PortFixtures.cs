@@ -11,7 +11,7 @@ public static class PortFixtures
     public static string Script => Path.Combine(TestPaths.RepoRoot, "scripts", "make_port_fixtures.py");
 
     /// <summary>
-    /// Writes the fixtures of the given groups (attr, mapper, bad; all when none) into <paramref name="dir"/>. Returns
+    /// Writes the fixtures of the given groups (attr, mapper, small; all when none) into <paramref name="dir"/>. Returns
     /// why a test must skip when Debian's python3-torch/torchvision are not installed, else null; any other failure throws.
     /// </summary>
     public static string? TryMake(string dir, params string[] only)

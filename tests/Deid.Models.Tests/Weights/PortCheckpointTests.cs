@@ -37,8 +37,8 @@ public sealed class PortCheckpointTests(PortFixtureDir fixtures) : IClassFixture
     private static float MaxAbsDiff(Tensor a, Tensor b)
     {
         Assert.Equal(a.shape, b.shape);
-        using var d = (a - b).abs().max();
-        return d.item<float>();
+        using var scope = NewDisposeScope();
+        return (a - b).abs().max().item<float>();
     }
 
     [Fact]
@@ -128,6 +128,27 @@ public sealed class PortCheckpointTests(PortFixtureDir fixtures) : IClassFixture
         finally { PyTorchCheckpoint.DisposeTensors(root); }
     }
 
+    [Theory]
+    [InlineData("attr_encoder_nopool.pt")]       // Python >= 3.11: getattr(InterpolationMode, 'BILINEAR')
+    [InlineData("attr_encoder_py37enum.pt")]     // Python 3.7, as the published files were written: InterpolationMode('bilinear')
+    public void EnumMembers_AreReadAsInertValuesInBothPickleForms(string file)
+    {
+        var root = PyTorchCheckpoint.Load(fixtures.File(file));
+        try
+        {
+            var top = PickledModule.From(root);
+            var compose = Assert.IsType<PyObject>(top.Attribute("preprocess"));
+            Assert.Equal("torchvision.transforms.transforms.Compose", compose.Type.FullName);
+            var steps = Assert.IsType<List<object?>>(Assert.IsType<PyDict>(compose.State)["transforms"]);
+            var resize = PickledModule.From(steps[0]);
+            Assert.Equal(("Resize", 299.0), (resize.Type.Name, resize.Number("size")));
+            var mode = Assert.IsType<PyObject>(resize.Attribute("interpolation"));
+            Assert.Equal("torchvision.transforms.functional.InterpolationMode", mode.Type.FullName);
+            Assert.Contains(Assert.Single(mode.Args), new object?[] { "BILINEAR", "bilinear" });
+        }
+        finally { PyTorchCheckpoint.DisposeTensors(root); }
+    }
+
     [Fact]
     public void UnknownClass_IsRefusedInOneLineNamingIt()
     {
@@ -151,12 +172,14 @@ public sealed class PortCheckpointTests(PortFixtureDir fixtures) : IClassFixture
         Assert.Empty(Directory.GetFileSystemEntries(tmp.Path));
     }
 
-    [Fact]
-    public void AttrEncoderWithoutThePools_IsRefusedWithTheReason()
+    [Theory]
+    [InlineData("attr_encoder_nopool.pt", "model.3")]
+    [InlineData("attr_encoder_nopool_rewrapped.pt", "model.0.3")]   // the Inference notebook's Inception(loaded) nesting
+    public void AttrEncoderWithoutThePools_IsRefusedWithTheReason(string file, string child)
     {
         using var tmp = new TempDir();
-        var ex = Assert.Throws<WeightsException>(() => ModelImport.Import(fixtures.File("attr_encoder_nopool.pt"), ModelImport.PortAttrEncoder, tmp.File("E.safetensors")));
-        Assert.Contains("model.3 is a BasicConv2d where MaxPool2d (maxpool1) belongs", ex.Message);
+        var ex = Assert.Throws<WeightsException>(() => ModelImport.Import(fixtures.File(file), ModelImport.PortAttrEncoder, tmp.File("E.safetensors")));
+        Assert.Contains($"{child} is a BasicConv2d where MaxPool2d (maxpool1) belongs", ex.Message);
         Assert.Contains("torchvision before 0.8", ex.Message);
         Assert.Empty(Directory.GetFileSystemEntries(tmp.Path));
     }
