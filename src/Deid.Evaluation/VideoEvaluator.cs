@@ -252,11 +252,11 @@ public static class VideoEvaluator
         Plots.LineChart(Path.Combine(dir, "pose.png"), "Head pose (degrees): source solid colours, output darker", "time (s)",
         [
             new Series("yaw source", primary.Select(p => (p.T, p.F.SourcePose?.Yaw)).ToList(), Plots.Blue),
-            new Series("yaw output", primary.Select(p => (p.T, p.F.OutputPose?.Yaw)).ToList(), new SkiaSharp.SKColor(0x0b, 0x3d, 0x66)),
+            new Series("yaw output", primary.Select(p => (p.T, p.F.OutputPose?.Yaw)).ToList(), Plots.DarkBlue),
             new Series("pitch source", primary.Select(p => (p.T, p.F.SourcePose?.Pitch)).ToList(), Plots.Orange),
             new Series("pitch output", primary.Select(p => (p.T, p.F.OutputPose?.Pitch)).ToList(), Plots.Brown),
             new Series("roll source", primary.Select(p => (p.T, p.F.SourcePose?.Roll)).ToList(), Plots.Green),
-            new Series("roll output", primary.Select(p => (p.T, p.F.OutputPose?.Roll)).ToList(), new SkiaSharp.SKColor(0x0f, 0x50, 0x0f)),
+            new Series("roll output", primary.Select(p => (p.T, p.F.OutputPose?.Roll)).ToList(), Plots.DarkGreen),
         ]);
         report.Plots.Add("pose.png");
 
