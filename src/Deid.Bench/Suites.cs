@@ -8,6 +8,7 @@ public static class Suites
         ("pipeline", PipelineBench.Run),
         ("models", ModelBench.Run),
         ("latent", LatentBench.Run),
+        ("detectors", DetectorBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();

@@ -234,11 +234,11 @@ public sealed class LatentFaceStage : IFaceStage
             w = avg + (w - avg) * _options.Truncation;
         }
         var image = g.Synthesize(w);
-        // G draws FFHQ-aligned heads by construction: the image is the aligned crop, its landmarks the canonical ones.
+        // G draws FFHQ-aligned heads by construction: the image is the aligned crop, its five points FFHQ's.
         var crop256 = image.shape[2] == 256 ? image : nn.functional.interpolate(image, [256, 256], mode: InterpolationMode.Bilinear, align_corners: false);
         var code = _nets.Model.EncodeIdentity(crop256).MoveToOuterDisposeScope();
         using var mat = MatTensors.ToCrops(image)[0];
-        var embedding = _recognizer.Embed(mat, FfhqAligner.CanonicalLandmarks(mat.Width));
+        var embedding = _recognizer.EmbedFive(mat, OnnxFaceRecognizer.FfhqFivePoints(mat.Width));
         return (code, embedding);
     }
 
