@@ -78,7 +78,7 @@ public sealed class LatentCliTests : IDisposable
     [Fact]
     public void Cuda_WhereThereIsNone_IsOneLine()
     {
-        Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), "this machine has CUDA");
+        Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), "a CUDA device is usable here");
         AssertFailsCleanly(Deid(Latent("--device", "cuda")), "CUDA");
     }
 
