@@ -78,7 +78,7 @@ public sealed class LatentCliTests : IDisposable
     [Fact]
     public void Cuda_WhereThereIsNone_IsOneLine()
     {
-        Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), "a CUDA device is usable here");
+        Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), AnonymizeCliTests.CudaPresentReason);
         AssertFailsCleanly(Deid(Latent("--device", "cuda")), "CUDA");
     }
 
