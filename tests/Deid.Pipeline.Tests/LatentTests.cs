@@ -213,6 +213,23 @@ public class LatentTests(Clips clips, LatentEngine latent) : IClassFixture<Laten
     }
 
     [Fact]
+    public void FaceImageService_FindsTheFaceOfATightlyCroppedPortrait()
+    {
+        var faces = latent.Engine.Faces(DetectorKind.Hog, 0.5f);
+        using var photo = FaceImageService.ReadImage(TestPaths.Identity("photo_s1.jpg"), "photo");
+        var (face, _) = faces.Largest(photo, "photo_s1");
+        // The detector's own box, cut out: no context left around the face.
+        var box = face.Box.Clip(photo.Width, photo.Height).ToRect();
+        using var tight = new Mat(photo, box).Clone();
+        var found = faces.Find(tight);
+        Assert.NotEmpty(found);
+        // Same landmarks as in the whole photo, within a few pixels, in the crop's coordinates.
+        var expected = face.Landmarks.Points.Select(p => new Point2f(p.X - box.X, p.Y - box.Y)).ToArray();
+        var mean = found[0].Landmarks.Points.Zip(expected, (a, b) => Math.Sqrt((a.X - b.X) * (a.X - b.X) + (a.Y - b.Y) * (a.Y - b.Y))).Average();
+        Assert.True(mean < 0.1 * box.Width, $"landmarks {mean:F1} px from the whole photo's");
+    }
+
+    [Fact]
     public async Task BadLatentInput_FailsBeforeAnyOutput()
     {
         Assert.SkipWhen(Skip != null, Skip ?? "");
