@@ -59,6 +59,8 @@ public sealed record AnonymizeOptions
     public int CropSize { get; init; } = 256;
     public string Device { get; init; } = "cpu";
     public int MaxMissingFrames { get; init; } = 10;
+    /// <summary>Rough budget for decoded frames in flight between the stages, in MiB: sets the channel depths.</summary>
+    public int FrameMemoryMiB { get; init; } = 512;
     /// <summary>Face detector of the detect stage; landmarks always come from dlib's shape predictor.</summary>
     public DetectorKind Detector { get; init; } = DetectorKind.Hog;
     /// <summary>

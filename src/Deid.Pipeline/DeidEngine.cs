@@ -135,18 +135,18 @@ public sealed class DeidEngine : IDisposable
             var workers = options.Workers;
             var batch = Math.Max(1, faceStage.BatchSize);
 
-            var decoded = Bounded<FrameWork>(2 * workers);
-            var detected = Bounded<FrameWork>(2 * workers);
-            var ordered = Bounded<FrameWork>(4);
-            var tracked = Bounded<FrameWork>(4);
-            var aligned = Bounded<FrameWork>(4);
+            var (hop, waitingCapacity) = Capacities(options, info, batch);
+            var decoded = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
+            var detected = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
+            var ordered = Bounded<FrameWork>(hop);
+            var tracked = Bounded<FrameWork>(hop);
+            var aligned = Bounded<FrameWork>(hop);
             // Enough frames wait behind a batch for it to fill at one face per frame, and for the next to fill meanwhile.
-            var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
             var waiting = Bounded<FrameWork>(waitingCapacity);
             var batches = Bounded<FaceBatch>(1);
-            var rejoined = Bounded<FrameWork>(4);
-            var audited = Bounded<FrameWork>(4);
-            var pasted = Bounded<FrameWork>(4);
+            var rejoined = Bounded<FrameWork>(hop);
+            var audited = Bounded<FrameWork>(hop);
+            var pasted = Bounded<FrameWork>(hop);
             var frameChannels = new[] { decoded, detected, ordered, tracked, aligned, waiting, rejoined, audited, pasted };
 
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -225,6 +225,22 @@ public sealed class DeidEngine : IDisposable
         }
     }
 
+    /// <summary>
+    /// Channel capacities from a byte budget for decoded frames in flight (<see cref="AnonymizeOptions.FrameMemoryMiB"/>),
+    /// not from frame counts alone: a 4K frame is 25 MB, a 512² one 0.8 MB. Small frames keep the full depths (4 per hop,
+    /// 2B behind the batcher); large ones get shallower channels, down to 1 per hop and 4 behind the batcher. The
+    /// batcher's lag rule follows the capacity, so batches are still cut by counts only.
+    /// </summary>
+    internal static (int Hop, int Waiting) Capacities(AnonymizeOptions options, VideoInfo info, int batch)
+    {
+        var frameBytes = Math.Max(1L, (long)info.Width * info.Height * 3);
+        var frames = (int)Math.Clamp(options.FrameMemoryMiB * 1024L * 1024 / frameBytes, 1, 100_000);
+        // About twelve hops hold frames; the frames behind the batcher get the other half of the budget.
+        var hop = Math.Clamp(frames / 24, 1, 4);
+        var waiting = Math.Clamp(Math.Min(2 * batch, frames / 2), 4, 128);
+        return (hop, waiting);
+    }
+
     /// <summary>Below this fraction of the generator's crop size (frame pixels of the FFHQ square) a face is blurred, not replaced.</summary>
     public const double MinFaceFraction = 0.25;
 
@@ -301,6 +317,7 @@ public sealed class DeidEngine : IDisposable
         if (o.BatchSize is < 1 or > 1024) throw new PipelineException($"batch size must be between 1 and 1024 (got {o.BatchSize})");
         if (o.BatchTimeoutMs is < 0 or > 60_000) throw new PipelineException($"batch timeout must be between 0 (off) and 60000 ms (got {o.BatchTimeoutMs})");
         if (o.CropSize is < 64 or > 2048) throw new PipelineException($"crop size must be between 64 and 2048 (got {o.CropSize})");
+        if (o.FrameMemoryMiB is < 16 or > 1_000_000) throw new PipelineException($"frame memory must be between 16 and 1000000 MiB (got {o.FrameMemoryMiB})");
         if (o.MaxMissingFrames is < 0 or > 10000) throw new PipelineException($"max missing frames must be between 0 and 10000 (got {o.MaxMissingFrames})");
         if (!Enum.IsDefined(o.Mode)) throw new PipelineException($"unknown mode {o.Mode}");
         if (!Enum.IsDefined(o.Detector)) throw new PipelineException($"unknown detector {o.Detector}");

@@ -102,7 +102,7 @@ public static class AnonymizeCommand
                         },
                     },
                 };
-                if (options.Mode != AnonymizeMode.Latent && (r.GetResult(identity) != null || r.GetResult(track) != null || r.GetValue(randomWeights) || r.GetResult(weightsDir) != null))
+                if (options.Mode != AnonymizeMode.Latent && (r.GetResult(identity) is { Implicit: false } || r.GetResult(track) is { Implicit: false } || r.GetValue(randomWeights) || r.GetResult(weightsDir) is { Implicit: false }))
                     throw new ArgumentException("--identity, --track, --weights-dir and --random-weights belong to --mode latent");
                 // Said at the start for a person watching; scripts get it as a warning line at the end and in the report.
                 if (options.Latent.Weights.RandomWeights && options.Mode == AnonymizeMode.Latent && !Console.IsErrorRedirected)
