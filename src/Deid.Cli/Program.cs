@@ -12,6 +12,7 @@ public static class Program
         root.Subcommands.Add(AnonymizeCommand.Create());
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
+        root.Subcommands.Add(BatchCommand.Create());
         // Ctrl-C cancels the token handed to every command; each command cleans up its temp output.
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         try
