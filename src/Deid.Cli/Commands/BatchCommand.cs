@@ -45,8 +45,15 @@ public static class BatchCommand
         o.Job.AddTo(cmd);
         foreach (var opt in new Option[] { o.Jobs, o.Manifest, o.Retry, o.Checksum, o.Slurm, o.Print, o.Submit, o.Partition, o.Time, o.Cpus, o.Gpus, o.ArrayMax, o.ClipsPerTask, o.Status, o.TaskIndex, o.Plan })
             cmd.Options.Add(opt);
-        cmd.SetAction(async (ParseResult r, CancellationToken ct) =>
+        cmd.SetAction(async (ParseResult r, CancellationToken outer) =>
         {
+            // SIGINT / SIGTERM (Ctrl-C, scancel) stop the batch through our own registration as well as
+            // System.CommandLine's: every running clip is interrupted and recorded, temp outputs removed.
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(outer);
+            void OnSignal(System.Runtime.InteropServices.PosixSignalContext c) { c.Cancel = true; try { stop.Cancel(); } catch (ObjectDisposedException) { } }
+            using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, OnSignal);
+            using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, OnSignal);
+            var ct = stop.Token;
             try
             {
                 if (r.GetValue(o.Status) is { } statusDir) return Status(statusDir, r.GetValue(o.Manifest));
@@ -102,8 +109,9 @@ public static class BatchCommand
         var skipped = decisions.Count(x => x.Action == ClipAction.Skip);
         var givenUp = decisions.Where(x => x.Action == ClipAction.GivenUp).ToList();
         var todo = decisions.Where(x => x.Action == ClipAction.Run).ToList();
-        var err = Console.Error;
-        err.WriteLine($"deid batch: {decisions.Count} clips ({found.SkippedFiles} other files skipped): {todo.Count} to do, {skipped} already done" +
+        // stdout, so a failure later is still the only stderr line; --print keeps stdout for the script.
+        var info = slurm && print ? Console.Error : Console.Out;
+        info.WriteLine($"deid batch: {decisions.Count} clips ({found.SkippedFiles} other files skipped): {todo.Count} to do, {skipped} already done" +
                       (givenUp.Count > 0 ? $", {givenUp.Count} failed before {retry + 1} time(s) (not retried; raise --retry to try again)" : ""));
 
         if (slurm) return SlurmSubmit(r, o, manifest, state, outDir, options, request, todo, retry, submit, decisions);
