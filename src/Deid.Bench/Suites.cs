@@ -9,6 +9,7 @@ public static class Suites
         ("models", ModelBench.Run),
         ("latent", LatentBench.Run),
         ("detectors", DetectorBench.Run),
+        ("batch", BatchBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();

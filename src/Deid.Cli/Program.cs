@@ -12,8 +12,11 @@ public static class Program
         root.Subcommands.Add(AnonymizeCommand.Create());
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
+        root.Subcommands.Add(BatchCommand.Create());
         // Ctrl-C cancels the token handed to every command; each command cleans up its temp output.
-        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        // The default 2 s is too short for a loaded machine to unwind every stage (and, in a batch, several clips)
+        // and delete the temp outputs: the process would exit under them.
+        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) };
         try
         {
             var parsed = root.Parse(args);
