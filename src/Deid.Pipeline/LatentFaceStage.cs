@@ -94,6 +94,7 @@ public sealed class LatentFaceStage : IFaceStage
         var ids = cat(batch.Select(c => _tracks[c.TrackId].Code).ToArray(), 0);
         var w = model.MapAttributes(ids, x);
         if (_options.WSmoothing) w = Smooth(batch, w);
+        LastW = Rows(w);
         ct.ThrowIfCancellationRequested();
         var images = _nets.Generator.Synthesize(w);
         return MatTensors.ToCrops(images);
@@ -116,6 +117,16 @@ public sealed class LatentFaceStage : IFaceStage
         pushed = pushed / pushed.norm(1, true, 2).clamp_min(1e-8) * ids.norm(1, true, 2);
         var w = model.Mapper.Map(pushed, model.EncodeAttributes(x));
         return MatTensors.ToCrops(_nets.Generator.Synthesize(w));
+    }
+
+    /// <summary>The w each crop of the latest <see cref="Process"/> call was drawn from (after smoothing), in batch order.</summary>
+    public IReadOnlyList<float[]> LastW { get; private set; } = [];
+
+    private static float[][] Rows(Tensor w)
+    {
+        var values = w.cpu().data<float>().ToArray();
+        int d = (int)w.shape[1];
+        return Enumerable.Range(0, (int)w.shape[0]).Select(i => values.AsSpan(i * d, d).ToArray()).ToArray();
     }
 
     private Tensor Smooth(IReadOnlyList<FaceCrop> batch, Tensor w)
