@@ -135,7 +135,7 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
             if (crop) picture = generated.Clone();
             else
             {
-                var (place, clamped) = Clamp(still.CropToPicture.Then(motion), still.CropSize, still.Picture.Width, still.Picture.Height);
+                var (place, clamped) = HeadPlacement.Clamp(still.CropToPicture.Then(motion), still.CropSize, still.Picture.Width, still.Picture.Height);
                 picture = still.Picture.Clone();
                 Paste(picture, place, generated);
                 paste = PlacementOf(place, still.CropSize, clamped);
@@ -172,40 +172,6 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
         // The still's own aligned face is the colour reference; the AlignedFace borrows it (only the transforms are disposed).
         var target = new AlignedFace(still.Crop, toCrop, toPicture, quad, new Rect(x0, y0, x1 - x0, y1 - y0));
         FacePaster.Paste(picture, target, head, BlendMode.ColorMatch);
-    }
-
-    /// <summary>
-    /// Keeps the head (the feathered ellipse of the aligned square) inside the picture: shrunk about its centre when
-    /// larger than the picture, then shifted back in.
-    /// </summary>
-    internal static (Affine Place, bool Clamped) Clamp(Affine place, int cropSize, int width, int height)
-    {
-        var n = (double)cropSize;
-        // Bounds of the head ellipse (FacePaster.HeadMask: 0.76 n wide, 0.90 n tall about the crop centre) under the map.
-        var ex = place.Apply(0.38 * n, 0); var ey = place.Apply(0, 0.45 * n); var o = place.Apply(0, 0);
-        double ax = ex.X - o.X, ay = ex.Y - o.Y, bx = ey.X - o.X, by = ey.Y - o.Y;
-        double halfW = Math.Sqrt(ax * ax + bx * bx), halfH = Math.Sqrt(ay * ay + by * by);
-        var c = place.Apply(n / 2, n / 2);
-        var clamped = false;
-        var fit = Math.Min(width / (2 * halfW), height / (2 * halfH));
-        if (fit < 1)
-        {
-            place = Affine.ScaleAbout(fit, c.X, c.Y).Then(place);
-            halfW *= fit;
-            halfH *= fit;
-            clamped = true;
-        }
-        double dx = 0, dy = 0;
-        if (c.X - halfW < 0) dx = halfW - c.X;
-        else if (c.X + halfW > width) dx = width - halfW - c.X;
-        if (c.Y - halfH < 0) dy = halfH - c.Y;
-        else if (c.Y + halfH > height) dy = height - halfH - c.Y;
-        if (dx != 0 || dy != 0)
-        {
-            place = Affine.Translation(dx, dy).Then(place);
-            clamped = true;
-        }
-        return (place, clamped);
     }
 
     private static Placement PlacementOf(Affine cropToPicture, int cropSize, bool clamped)
@@ -245,5 +211,43 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
             context.Warn($"a generated head could not be measured ({e.Message})");
             return (null, null);
         }
+    }
+}
+
+/// <summary>Where a reenacted head may go in the still.</summary>
+public static class HeadPlacement
+{
+    /// <summary>
+    /// Keeps the head (the feathered ellipse of the aligned square) inside the picture: shrunk about its centre when
+    /// larger than the picture, then shifted back in.
+    /// </summary>
+    public static (Affine Place, bool Clamped) Clamp(Affine place, int cropSize, int width, int height)
+    {
+        var n = (double)cropSize;
+        // Bounds of the head ellipse (FacePaster.HeadMask: 0.76 n wide, 0.90 n tall about the crop centre) under the map.
+        var ex = place.Apply(0.38 * n, 0); var ey = place.Apply(0, 0.45 * n); var o = place.Apply(0, 0);
+        double ax = ex.X - o.X, ay = ex.Y - o.Y, bx = ey.X - o.X, by = ey.Y - o.Y;
+        double halfW = Math.Sqrt(ax * ax + bx * bx), halfH = Math.Sqrt(ay * ay + by * by);
+        var c = place.Apply(n / 2, n / 2);
+        var clamped = false;
+        var fit = Math.Min(width / (2 * halfW), height / (2 * halfH));
+        if (fit < 1)
+        {
+            place = Affine.ScaleAbout(fit, c.X, c.Y).Then(place);
+            halfW *= fit;
+            halfH *= fit;
+            clamped = true;
+        }
+        double dx = 0, dy = 0;
+        if (c.X - halfW < 0) dx = halfW - c.X;
+        else if (c.X + halfW > width) dx = width - halfW - c.X;
+        if (c.Y - halfH < 0) dy = halfH - c.Y;
+        else if (c.Y + halfH > height) dy = height - halfH - c.Y;
+        if (dx != 0 || dy != 0)
+        {
+            place = Affine.Translation(dx, dy).Then(place);
+            clamped = true;
+        }
+        return (place, clamped);
     }
 }
