@@ -7,6 +7,7 @@ public static class Suites
     {
         ("pipeline", PipelineBench.Run),
         ("models", ModelBench.Run),
+        ("reenact", ReenactBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();
