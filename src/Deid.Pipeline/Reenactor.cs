@@ -51,12 +51,12 @@ public static class Reenactor
             height &= ~1;
         }
 
-        StillTarget target;
         IdentityPhoto photo;
         using (var aligned = FaceImageService.Align(image, face, cropSize))
-        {
             photo = new IdentityPhoto(still, aligned.Crop.Clone(), aligned.TransformToCrop(face.Landmarks.Points));
-        }
+        StillTarget? target = null;
+        LatentFaceStage latent;
+        try
         {
             // The paste target: the still at the output size, and its face aligned there.
             Mat picture;
@@ -70,17 +70,26 @@ public static class Reenactor
                 picture = new Mat();
                 Cv2.Resize(image, picture, new Size(width, height), 0, 0, InterpolationFlags.Area);
             }
-            double sx = (double)width / image.Width, sy = (double)height / image.Height;
-            if (options.Width is null) sx = sy = 1;
+            double sx = options.Width is null ? 1 : (double)width / image.Width, sy = options.Width is null ? 1 : (double)height / image.Height;
             var scaled = new FaceLandmarks(face.Landmarks.Points.Select(p => new Point2f((float)((p.X + 0.5) * sx - 0.5), (float)((p.Y + 0.5) * sy - 0.5))).ToArray());
-            using var onPicture = new FfhqAligner(cropSize).Align(picture, scaled);
-            var embedding = recognizer.Embed(image, face.Landmarks.Points);
-            target = new StillTarget(picture, onPicture.Crop.Clone(), Affine.FromMat(onPicture.CropToFrame), embedding);
+            try
+            {
+                using var onPicture = new FfhqAligner(cropSize).Align(picture, scaled);
+                var embedding = recognizer.Embed(image, face.Landmarks.Points);
+                target = new StillTarget(picture, onPicture.Crop.Clone(), Affine.FromMat(onPicture.CropToFrame), embedding);
+            }
+            catch { picture.Dispose(); throw; }
+            // The stage owns the photo's crop from here on.
+            latent = new LatentFaceStage(nets, recognizer, latentOptions, options.BatchSize, [], new Dictionary<string, IdentityPhoto> { [still] = photo }, context.Warn);
         }
-
-        var latent = new LatentFaceStage(nets, recognizer, latentOptions, options.BatchSize, [], new Dictionary<string, IdentityPhoto> { [still] = photo }, context.Warn);
+        catch
+        {
+            photo.AlignedCrop.Dispose();
+            target?.Dispose();
+            throw;
+        }
         using var stage = new ReenactFaceStage(latent);
-        using var ownedTarget = target;
+        using var ownedTarget = target!;
         var (outW, outH) = options.Crop ? (cropSize, cropSize) : (width, height);
         var report = new ReenactReport
         {
