@@ -160,20 +160,21 @@ public static class PipelineBench
         r.Add(new("pipeline:rss", "looped / once", six / single, "ratio (target <= 1.1)"));
     }
 
-    /// <summary>Entry for `Deid.Bench --child-rss IN OUT`: runs the blur pipeline and prints its peak RSS (MiB).</summary>
-    public static int ChildRss(string input, string output)
+    /// <summary>Entry for `Deid.Bench --child-rss IN OUT [latent]`: runs the blur (or latent) pipeline and prints its peak RSS (MiB).</summary>
+    public static int ChildRss(string input, string output, string mode = "blur")
     {
-        Anonymizer.RunAsync(input, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur }).GetAwaiter().GetResult();
+        if (mode == "latent") LatentBench.ChildRun(input, output);
+        else Anonymizer.RunAsync(input, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur }).GetAwaiter().GetResult();
         Console.WriteLine("PEAK_RSS_MIB " + ((Suites.PeakRssKb() ?? Environment.WorkingSet / 1024) / 1024.0).ToString(System.Globalization.CultureInfo.InvariantCulture));
         return 0;
     }
 
-    private static double ChildPeakRss(string input, string output)
+    internal static double ChildPeakRss(string input, string output, string mode = "blur")
     {
         var self = Environment.ProcessPath!;
         var args = new List<string>();
         if (Path.GetFileNameWithoutExtension(self) == "dotnet") args.Add(typeof(PipelineBench).Assembly.Location);
-        args.AddRange(["--child-rss", input, output]);
+        args.AddRange(["--child-rss", input, output, mode]);
         var (code, stdout, stderr) = RunTool(self, args.ToArray());
         var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith("PEAK_RSS_MIB "))
                    ?? throw new InvalidOperationException($"child run failed ({code}): {stderr}");

@@ -6,10 +6,11 @@ public static class Program
     public static int Main(string[] args)
     {
         Deid.Media.NativeMemory.TuneForStreaming();
-        if (args is ["--child-rss", var input, var output]) return PipelineBench.ChildRss(input, output);
+        if (args is ["--child-rss", var input, var output, var mode]) return PipelineBench.ChildRss(input, output, mode);
+        if (args is ["--child-detector", var i, var o, var detector]) return DetectorBench.Child(i, o, detector);
         var results = new BenchResults();
         var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
-        // Suites register here: PipelineBench (issue 2), ModelBench (issue 4).
+        // Suites register in Suites.All.
         foreach (var (name, run) in Suites.All)
             if (only == null || only.Contains(name)) run(results);
         results.PrintTable();

@@ -7,6 +7,8 @@ public static class Suites
     {
         ("pipeline", PipelineBench.Run),
         ("models", ModelBench.Run),
+        ("latent", LatentBench.Run),
+        ("detectors", DetectorBench.Run),
         ("reenact", ReenactBench.Run),
     };
 

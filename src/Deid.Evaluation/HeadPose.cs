@@ -36,14 +36,27 @@ public static class HeadPose
         var img = Model.Select(m => landmarks68[m.Index]).ToArray();
         double f = Math.Max(imageWidth, imageHeight);
         var camera = new double[,] { { f, 0, imageWidth / 2.0 }, { 0, f, imageHeight / 2.0 }, { 0, 0, 1 } };
+        // Start Levenberg-Marquardt from an upright frontal face at the distance its eye span implies. Without a
+        // guess, SolvePnP's own initialisation (DLT / homography of a nearly planar point set) lands now and then
+        // in a wrong minimum, a face turned upside down (roll ≈ ±180° on an upright face, from one frame to the
+        // next); from the frontal start it converges to the pose the face really has, and does so the same way
+        // in every frame, so angles are continuous over time.
+        var eyes = landmarks68[45] - landmarks68[36];
+        var eyeSpan = Math.Max(1.0, Math.Sqrt(eyes.X * eyes.X + eyes.Y * eyes.Y));
+        var z = f * (Model[3].P.X - Model[2].P.X) / eyeSpan;
+        var nose = landmarks68[30];
         var rvec = new double[3];
-        var tvec = new double[3];
-        Cv2.SolvePnP(obj, img, camera, new double[4], ref rvec, ref tvec, false, SolvePnPMethod.Iterative);
+        var tvec = new[] { (nose.X - imageWidth / 2.0) * z / f, (nose.Y - imageHeight / 2.0) * z / f, z };
+        Cv2.SolvePnP(obj, img, camera, new double[4], ref rvec, ref tvec, useExtrinsicGuess: true, SolvePnPMethod.Iterative);
         Cv2.Rodrigues(rvec, out var r, out _);
         return FromRotation(r);
     }
 
-    /// <summary>R = Rz(roll)·Ry(yaw)·Rx(pitch) decomposition.</summary>
+    /// <summary>
+    /// R = Rz(roll)·Ry(yaw)·Rx(pitch) decomposition. Every rotation has two such angle triples; the one with yaw in
+    /// [-90°, 90°] is taken (a face turned further would show the back of the head), so a frontal upright face reads
+    /// near (0, 0, 0). Roll is positive for a head tilted clockwise on screen (image y points down).
+    /// </summary>
     public static Pose FromRotation(double[,] r)
     {
         var sy = Math.Sqrt(r[0, 0] * r[0, 0] + r[1, 0] * r[1, 0]);

@@ -3,25 +3,40 @@ using SkiaSharp;
 namespace Deid.Evaluation;
 
 /// <summary>One line of a chart; null Y values leave a gap (undefined metric for that frame).</summary>
-public sealed record Series(string Name, IReadOnlyList<(double X, double? Y)> Points, SKColor Color);
+public sealed record Series(string Name, IReadOnlyList<(double X, double? Y)> Points, ScottPlot.Color Color);
 
 /// <summary>A labelled source|output pair for the contact sheet (PNG bytes, already downscaled).</summary>
 public sealed record SheetItem(string Label, byte[] SourcePng, byte[] OutputPng);
 
-/// <summary>PNG charts drawn with SkiaSharp, so the report needs no plotting runtime or network.</summary>
+/// <summary>PNG charts (ScottPlot) and the contact sheet (SkiaSharp), so the report needs no plotting runtime or network.</summary>
 public static class Plots
 {
-    public static readonly SKColor Blue = new(0x1f, 0x77, 0xb4);
-    public static readonly SKColor Orange = new(0xff, 0x7f, 0x0e);
-    public static readonly SKColor Green = new(0x2c, 0xa0, 0x2c);
-    public static readonly SKColor Red = new(0xd6, 0x27, 0x28);
-    public static readonly SKColor Purple = new(0x94, 0x67, 0xbd);
-    public static readonly SKColor Brown = new(0x8c, 0x56, 0x4b);
+    public static readonly ScottPlot.Color Blue = ScottPlot.Color.FromHex("#1f77b4");
+    public static readonly ScottPlot.Color DarkBlue = ScottPlot.Color.FromHex("#0b3d66");
+    public static readonly ScottPlot.Color Orange = ScottPlot.Color.FromHex("#ff7f0e");
+    public static readonly ScottPlot.Color Brown = ScottPlot.Color.FromHex("#8c564b");
+    public static readonly ScottPlot.Color Green = ScottPlot.Color.FromHex("#2ca02c");
+    public static readonly ScottPlot.Color DarkGreen = ScottPlot.Color.FromHex("#0f500f");
+    public static readonly ScottPlot.Color Red = ScottPlot.Color.FromHex("#d62728");
+    public static readonly ScottPlot.Color Purple = ScottPlot.Color.FromHex("#9467bd");
 
-    // The NoDependencies native build has no font manager, so the default typeface draws nothing: load a TTF by path.
-    private static readonly SKTypeface Typeface = LoadTypeface();
+    // The fontconfig-free native SkiaSharp has no font manager: a typeface found by family name draws nothing, so
+    // both the charts and the contact sheet use a TTF loaded by path.
+    private static readonly string? FontFile = FindFontFile();
+    private const string FontName = "Deid Sans";
+    private static readonly SKTypeface Typeface = FontFile is null ? SKTypeface.Default : SKTypeface.FromFile(FontFile) ?? SKTypeface.Default;
+    private static readonly Lazy<bool> ChartFont = new(() =>
+    {
+        if (FontFile is null) return false;
+        ScottPlot.Fonts.AddFontFile(FontName, FontFile);
+        // Titles and axis labels are bold: without a bold face registered they fall back to another font.
+        var bold = Path.Combine(Path.GetDirectoryName(FontFile)!, Path.GetFileNameWithoutExtension(FontFile) + "-Bold.ttf");
+        ScottPlot.Fonts.AddFontFile(FontName, File.Exists(bold) ? bold : FontFile, bold: true);
+        ScottPlot.Fonts.Default = FontName;
+        return true;
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    private static SKTypeface LoadTypeface()
+    private static string? FindFontFile()
     {
         string[] candidates =
         [
@@ -33,92 +48,66 @@ public static class Plots
             "/System/Library/Fonts/Supplemental/Arial.ttf",
             "C:/Windows/Fonts/arial.ttf",
         ];
-        foreach (var c in candidates)
-            if (c.Length > 0 && File.Exists(c) && SKTypeface.FromFile(c) is { } tf)
-                return tf;
-        return SKTypeface.Default;
+        return candidates.FirstOrDefault(c => c.Length > 0 && File.Exists(c));
     }
 
     public static void LineChart(string path, string title, string xLabel, IReadOnlyList<Series> series,
         double? threshold = null, string? thresholdLabel = null, double? yMin = null, double? yMax = null, int width = 960, int height = 320)
     {
-        const float left = 60, right = 170, top = 34, bottom = 40;
-        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul);
-        using var surface = SKSurface.Create(info);
-        var c = surface.Canvas;
-        c.Clear(SKColors.White);
+        var plot = BuildLineChart(title, xLabel, series, threshold, thresholdLabel, yMin, yMax);
+        plot.SavePng(path, width, height);
+    }
 
-        var xs = series.SelectMany(s => s.Points.Select(p => p.X)).ToList();
-        var ys = series.SelectMany(s => s.Points.Where(p => p.Y is { } y && double.IsFinite(y)).Select(p => p.Y!.Value)).ToList();
-        if (threshold is { } t0) ys.Add(t0);
-        double x0 = xs.Count > 0 ? xs.Min() : 0, x1 = xs.Count > 0 ? xs.Max() : 1;
-        if (x1 - x0 < 1e-9) x1 = x0 + 1;
-        double y0 = yMin ?? (ys.Count > 0 ? ys.Min() : 0), y1 = yMax ?? (ys.Count > 0 ? ys.Max() : 1);
-        if (y1 - y0 < 1e-9) { y0 -= 0.5; y1 += 0.5; }
-        var pad = (y1 - y0) * 0.05;
-        if (yMin is null) y0 -= pad;
-        if (yMax is null) y1 += pad;
-
-        float plotW = width - left - right, plotH = height - top - bottom;
-        float X(double v) => left + (float)((v - x0) / (x1 - x0)) * plotW;
-        float Y(double v) => top + plotH - (float)((v - y0) / (y1 - y0)) * plotH;
-
-        using var font = new SKFont(Typeface, 12);
-        using var titleFont = new SKFont(Typeface, 15);
-        using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        using var grid = new SKPaint { Color = new SKColor(0xdd, 0xdd, 0xdd), StrokeWidth = 1, Style = SKPaintStyle.Stroke };
-        using var axis = new SKPaint { Color = SKColors.Black, StrokeWidth = 1, Style = SKPaintStyle.Stroke, IsAntialias = true };
-
-        c.DrawText(title, left, 20, SKTextAlign.Left, titleFont, text);
-        for (var i = 0; i <= 4; i++)
+    /// <summary>The chart <see cref="LineChart"/> saves; ticks are ScottPlot's (round values at 1, 2 or 5 × 10^k steps).</summary>
+    public static ScottPlot.Plot BuildLineChart(string title, string xLabel, IReadOnlyList<Series> series,
+        double? threshold = null, string? thresholdLabel = null, double? yMin = null, double? yMax = null)
+    {
+        _ = ChartFont.Value;
+        var plot = new ScottPlot.Plot();
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        foreach (var s in series)
         {
-            var v = y0 + (y1 - y0) * i / 4;
-            c.DrawLine(left, Y(v), left + plotW, Y(v), grid);
-            c.DrawText(v.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture), left - 6, Y(v) + 4, SKTextAlign.Right, font, text);
-            var xv = x0 + (x1 - x0) * i / 4;
-            c.DrawText(xv.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture), X(xv), top + plotH + 16, SKTextAlign.Center, font, text);
+            // One scatter per run of defined values: an undefined frame is a gap, not a line drawn across it.
+            var labelled = false;
+            foreach (var run in Runs(s.Points))
+            {
+                var line = plot.Add.Scatter(run.Select(p => p.X).ToArray(), run.Select(p => p.Y).ToArray(), s.Color);
+                line.LineWidth = 1.6f;
+                line.MarkerSize = s.Points.Count <= 60 ? 4 : 0;
+                if (!labelled) { line.LegendText = s.Name; labelled = true; }
+            }
+            if (!labelled)
+            {
+                // No defined value at all: the series still appears in the legend, so its absence is visible.
+                var empty = plot.Add.Scatter(Array.Empty<double>(), Array.Empty<double>(), s.Color);
+                empty.LegendText = s.Name + " (none)";
+            }
         }
-        c.DrawRect(left, top, plotW, plotH, axis);
-        c.DrawText(xLabel, left + plotW / 2, height - 6, SKTextAlign.Center, font, text);
-
-        var legendY = top + 10f;
         if (threshold is { } t)
         {
-            using var dash = new SKPaint { Color = Red, StrokeWidth = 1.5f, Style = SKPaintStyle.Stroke, IsAntialias = true, PathEffect = SKPathEffect.CreateDash([6, 4], 0) };
-            c.DrawLine(left, Y(t), left + plotW, Y(t), dash);
-            c.DrawLine(left + plotW + 10, legendY, left + plotW + 30, legendY, dash);
-            c.DrawText(thresholdLabel ?? $"threshold {t:0.###}", left + plotW + 36, legendY + 4, SKTextAlign.Left, font, text);
-            legendY += 18;
+            var line = plot.Add.HorizontalLine(t, 1.5f, Red, ScottPlot.LinePattern.Dashed);
+            line.LegendText = thresholdLabel ?? $"threshold {t:0.###}";
         }
-
-        c.Save();
-        c.ClipRect(new SKRect(left, top, left + plotW, top + plotH));
-        foreach (var s in series)
+        if (yMin is not null || yMax is not null)
         {
-            using var pen = new SKPaint { Color = s.Color, StrokeWidth = 1.6f, Style = SKPaintStyle.Stroke, IsAntialias = true };
-            using var dot = new SKPaint { Color = s.Color, Style = SKPaintStyle.Fill, IsAntialias = true };
-#pragma warning disable CS0618 // SKPathBuilder is not in every SkiaSharp 3.x/4.x build; SKPath still works
-            using var path2 = new SKPath();
-            var open = false;
-            foreach (var (x, y) in s.Points)
-            {
-                if (y is not { } yv || !double.IsFinite(yv)) { open = false; continue; }
-                if (!open) { path2.MoveTo(X(x), Y(yv)); open = true; } else path2.LineTo(X(x), Y(yv));
-                if (s.Points.Count <= 60) c.DrawCircle(X(x), Y(yv), 2.2f, dot);
-            }
-#pragma warning restore CS0618
-            c.DrawPath(path2, pen);
+            plot.Axes.AutoScale();
+            var limits = plot.Axes.GetLimits();
+            plot.Axes.SetLimitsY(yMin ?? limits.Bottom, yMax ?? limits.Top);
         }
-        c.Restore();
+        plot.ShowLegend(ScottPlot.Edge.Right);
+        return plot;
+    }
 
-        foreach (var s in series)
+    private static IEnumerable<List<(double X, double Y)>> Runs(IReadOnlyList<(double X, double? Y)> points)
+    {
+        var run = new List<(double, double)>();
+        foreach (var (x, y) in points)
         {
-            using var pen = new SKPaint { Color = s.Color, StrokeWidth = 2.5f, Style = SKPaintStyle.Stroke };
-            c.DrawLine(left + plotW + 10, legendY, left + plotW + 30, legendY, pen);
-            c.DrawText(s.Name, left + plotW + 36, legendY + 4, SKTextAlign.Left, font, text);
-            legendY += 18;
+            if (y is { } v && double.IsFinite(v) && double.IsFinite(x)) { run.Add((x, v)); continue; }
+            if (run.Count > 0) { yield return run; run = []; }
         }
-        Save(surface, path);
+        if (run.Count > 0) yield return run;
     }
 
     /// <summary>Rows of source | output thumbnails, labelled with the frame index and time.</summary>

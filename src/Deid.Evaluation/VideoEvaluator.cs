@@ -10,6 +10,8 @@ public static class VideoEvaluator
     private const float MatchIoU = 0.3f;
     private const int ThumbHeight = 160;
 
+    // What the metrics need to remember about one source face over time. Faces are matched to tracks by
+    // Assignment.MatchByIoU, the optimal assignment the pipeline's tracker uses too, so crossing faces keep their ids.
     private sealed class Track
     {
         public int Id;
@@ -136,21 +138,21 @@ public static class VideoEvaluator
         var outp = ctx.Analyze(of.Image);
         var frame = new FrameMetrics { Index = sf.Index, Time = Math.Round(sf.Time.TotalSeconds, 6), SourceFaces = src.Count, OutputFaces = outp.Count };
 
-        var pairs = GreedyMatch(src.Select(f => f.Box).ToList(), outp.Select(f => f.Box).ToList());
-        var srcToOut = pairs.ToDictionary(p => p.A, p => p.B);
-        frame.Matched = pairs.Count;
-        frame.Missing = src.Count - pairs.Count;
-        frame.Extra = outp.Count - pairs.Count;
+        var srcBoxes = src.Select(f => f.Box).ToList();
+        var srcToOut = Assignment.MatchByIoU(srcBoxes, outp.Select(f => f.Box).ToList(), MatchIoU);
+        frame.Matched = srcToOut.Count(o => o >= 0);
+        frame.Missing = src.Count - frame.Matched;
+        frame.Extra = outp.Count - frame.Matched;
 
         // Tracks follow the source faces: the output may lose the face, the original does not.
         var live = tracks.Where(t => sf.Index - t.LastIndex <= 10L * stride).ToList();
-        var trackMatch = GreedyMatch(src.Select(f => f.Box).ToList(), live.Select(t => t.LastBox).ToList());
-        var srcToTrack = trackMatch.ToDictionary(p => p.A, p => live[p.B]);
+        var srcToTrack = Assignment.MatchByIoU(srcBoxes, live.Select(t => t.LastBox).ToList(), MatchIoU);
 
         for (var i = 0; i < src.Count; i++)
         {
             var s = src[i];
-            if (!srcToTrack.TryGetValue(i, out var track))
+            var track = srcToTrack[i] >= 0 ? live[srcToTrack[i]] : null;
+            if (track is null)
             {
                 track = new Track { Id = nextTrack++ };
                 tracks.Add(track);
@@ -161,9 +163,9 @@ public static class VideoEvaluator
 
             var fm = new FaceMetrics { Track = track.Id, SourceBox = Box(s.Box), SourcePose = PoseJson.From(s.Pose) };
             Point2f[]? outPts = null;
-            if (srcToOut.TryGetValue(i, out var oIdx))
+            if (srcToOut[i] >= 0)
             {
-                var o = outp[oIdx];
+                var o = outp[srcToOut[i]];
                 outPts = o.Landmarks.Points;
                 fm.OutputDetected = true;
                 fm.OutputBox = Box(o.Box);
@@ -201,28 +203,6 @@ public static class VideoEvaluator
             frame.Faces.Add(fm);
         }
         return frame;
-    }
-
-    /// <summary>Greedy one-to-one matching by IoU (highest first), pairs below MatchIoU left unmatched.</summary>
-    public static List<(int A, int B)> GreedyMatch(IReadOnlyList<FaceBox> a, IReadOnlyList<FaceBox> b)
-    {
-        var cand = new List<(float IoU, int A, int B)>();
-        for (var i = 0; i < a.Count; i++)
-            for (var j = 0; j < b.Count; j++)
-            {
-                var iou = FaceBox.IoU(a[i], b[j]);
-                if (iou >= MatchIoU) cand.Add((iou, i, j));
-            }
-        var usedA = new HashSet<int>();
-        var usedB = new HashSet<int>();
-        var result = new List<(int, int)>();
-        foreach (var (_, i, j) in cand.OrderByDescending(c => c.IoU))
-            if (usedA.Add(i))
-            {
-                if (usedB.Add(j)) result.Add((i, j));
-                else usedA.Remove(i);
-            }
-        return result;
     }
 
     internal static Dictionary<string, MeanStd> Summarize(IReadOnlyList<FaceMetrics> faces)
@@ -272,11 +252,11 @@ public static class VideoEvaluator
         Plots.LineChart(Path.Combine(dir, "pose.png"), "Head pose (degrees): source solid colours, output darker", "time (s)",
         [
             new Series("yaw source", primary.Select(p => (p.T, p.F.SourcePose?.Yaw)).ToList(), Plots.Blue),
-            new Series("yaw output", primary.Select(p => (p.T, p.F.OutputPose?.Yaw)).ToList(), new SkiaSharp.SKColor(0x0b, 0x3d, 0x66)),
+            new Series("yaw output", primary.Select(p => (p.T, p.F.OutputPose?.Yaw)).ToList(), Plots.DarkBlue),
             new Series("pitch source", primary.Select(p => (p.T, p.F.SourcePose?.Pitch)).ToList(), Plots.Orange),
             new Series("pitch output", primary.Select(p => (p.T, p.F.OutputPose?.Pitch)).ToList(), Plots.Brown),
             new Series("roll source", primary.Select(p => (p.T, p.F.SourcePose?.Roll)).ToList(), Plots.Green),
-            new Series("roll output", primary.Select(p => (p.T, p.F.OutputPose?.Roll)).ToList(), new SkiaSharp.SKColor(0x0f, 0x50, 0x0f)),
+            new Series("roll output", primary.Select(p => (p.T, p.F.OutputPose?.Roll)).ToList(), Plots.DarkGreen),
         ]);
         report.Plots.Add("pose.png");
 

@@ -87,19 +87,6 @@ public sealed class FfhqAligner
         return new AlignedFace(crop, frameToCrop, cropToFrame, quad, region);
     }
 
-    /// <summary>
-    /// Mean positions of the 68 dlib landmarks in an aligned crop of this size. Measured by aligning real faces
-    /// (talk clips and identity photos) and averaging their landmarks; stored in units of the crop side.
-    /// </summary>
-    public static Point2f[] CanonicalLandmarks(int size)
-    {
-        if (size <= 0) throw new ArgumentOutOfRangeException(nameof(size));
-        var pts = new Point2f[FaceLandmarks.Count];
-        for (int i = 0; i < pts.Length; i++)
-            pts[i] = new Point2f(CanonicalUnit[2 * i] * size - 0.5f, CanonicalUnit[2 * i + 1] * size - 0.5f);
-        return pts;
-    }
-
     /// <summary>Crop pixel (u, v) → frame pixel, pixel centres at integers (PIL's QUAD transform of quad + 0.5, as FFHQ).</summary>
     public static Mat CropToFrameMatrix(Point2f[] quad, int size)
     {
@@ -131,29 +118,6 @@ public sealed class FfhqAligner
     private static Point2f ToF(Point2d p) => new((float)p.X, (float)p.Y);
     private static double Hypot(Point2d p) => Math.Sqrt(p.X * p.X + p.Y * p.Y);
     private static double Distance(Point2f a, Point2f b) => Math.Sqrt((a.X - b.X) * (a.X - b.X) + (a.Y - b.Y) * (a.Y - b.Y));
-
-    // (x + 0.5) / size, (y + 0.5) / size of each of the 68 points, averaged over 51 faces aligned from the talk
-    // clips and identity photos in ../shared/media (CanonicalGenerator in the tests regenerates it).
-    private static readonly float[] CanonicalUnit =
-    [
-        0.2172f, 0.4759f, 0.2207f, 0.5500f, 0.2297f, 0.6239f, 0.2441f, 0.6968f,
-        0.2693f, 0.7648f, 0.3102f, 0.8259f, 0.3643f, 0.8753f, 0.4272f, 0.9133f,
-        0.4982f, 0.9245f, 0.5678f, 0.9116f, 0.6281f, 0.8709f, 0.6793f, 0.8196f,
-        0.7181f, 0.7580f, 0.7425f, 0.6895f, 0.7572f, 0.6178f, 0.7683f, 0.5449f,
-        0.7732f, 0.4714f, 0.2764f, 0.4152f, 0.3116f, 0.3841f, 0.3593f, 0.3743f,
-        0.4086f, 0.3786f, 0.4544f, 0.3976f, 0.5444f, 0.3971f, 0.5906f, 0.3785f,
-        0.6406f, 0.3734f, 0.6879f, 0.3829f, 0.7213f, 0.4149f, 0.5012f, 0.4615f,
-        0.5013f, 0.5115f, 0.5012f, 0.5606f, 0.5013f, 0.6107f, 0.4450f, 0.6464f,
-        0.4721f, 0.6560f, 0.5007f, 0.6636f, 0.5294f, 0.6559f, 0.5559f, 0.6457f,
-        0.3326f, 0.4732f, 0.3622f, 0.4594f, 0.3960f, 0.4598f, 0.4276f, 0.4791f,
-        0.3944f, 0.4854f, 0.3606f, 0.4849f, 0.5731f, 0.4779f, 0.6043f, 0.4587f,
-        0.6379f, 0.4583f, 0.6670f, 0.4715f, 0.6398f, 0.4841f, 0.6060f, 0.4839f,
-        0.3992f, 0.7442f, 0.4364f, 0.7203f, 0.4730f, 0.7077f, 0.5010f, 0.7150f,
-        0.5283f, 0.7080f, 0.5643f, 0.7192f, 0.5986f, 0.7414f, 0.5652f, 0.7758f,
-        0.5303f, 0.7927f, 0.5001f, 0.7961f, 0.4700f, 0.7930f, 0.4339f, 0.7773f,
-        0.4155f, 0.7439f, 0.4727f, 0.7341f, 0.5011f, 0.7364f, 0.5286f, 0.7337f,
-        0.5825f, 0.7419f, 0.5287f, 0.7544f, 0.5003f, 0.7583f, 0.4720f, 0.7550f
-    ];
 }
 
 /// <summary>An aligned crop and the transforms between it and the frame it came from.</summary>

@@ -82,9 +82,12 @@ public sealed class OnnxFaceRecognizer : IDisposable
     }
 
     /// <summary>Similarity transform (2×3, CV_64F) from the frame to the 112×112 template; least squares over the 5 points.</summary>
-    public static Mat AlignTransform(IReadOnlyList<Point2f> landmarks68)
+    public static Mat AlignTransform(IReadOnlyList<Point2f> landmarks68) => AlignFive(FivePoints(landmarks68));
+
+    /// <summary>Similarity transform from five points (eye centres, nose tip, mouth corners) to the 112×112 template.</summary>
+    public static Mat AlignFive(Point2f[] five)
     {
-        var five = FivePoints(landmarks68);
+        if (five.Length != 5) throw new ArgumentException("expected 5 points", nameof(five));
         using var src = InputArray.Create(five);
         using var dst = InputArray.Create(Template);
         var m = Cv2.EstimateAffinePartial2D(src, dst, null, RobustEstimationAlgorithms.LMEDS);
@@ -93,9 +96,21 @@ public sealed class OnnxFaceRecognizer : IDisposable
     }
 
     /// <summary>Aligns the face described by 68 landmarks and embeds it (L2-normalised).</summary>
-    public float[] Embed(Mat bgr, IReadOnlyList<Point2f> landmarks68)
+    public float[] Embed(Mat bgr, IReadOnlyList<Point2f> landmarks68) => EmbedFive(bgr, FivePoints(landmarks68));
+
+    /// <summary>
+    /// Where the five points sit in an FFHQ-aligned crop, as fractions of its side: means over real faces aligned by
+    /// <see cref="FfhqAligner"/> (talk clips and identity photos). For images that are aligned by construction, such
+    /// as StyleGAN2's output, whose landmarks nobody measured.
+    /// </summary>
+    public static Point2f[] FfhqFivePoints(int size) =>
+        [.. new (float X, float Y)[] { (0.364f, 0.472f), (0.621f, 0.471f), (0.501f, 0.611f), (0.407f, 0.744f), (0.591f, 0.742f) }
+            .Select(p => new Point2f(p.X * size - 0.5f, p.Y * size - 0.5f))];
+
+    /// <summary>Aligns the face by its five points and embeds it (L2-normalised).</summary>
+    public float[] EmbedFive(Mat bgr, Point2f[] five)
     {
-        using var m = AlignTransform(landmarks68);
+        using var m = AlignFive(five);
         using var crop = new Mat();
         Cv2.WarpAffine(bgr, crop, m, new Size(InputSize, InputSize), InterpolationFlags.Linear, BorderTypes.Replicate);
         return EmbedAligned(crop);

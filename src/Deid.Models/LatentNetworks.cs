@@ -68,18 +68,18 @@ public sealed class LatentNetworks : IDisposable
     {
         var store = new ModelStore(spec.ModelsDir);
         string? InDir(string file) => spec.WeightsDir is { } d && File.Exists(Path.Combine(d, file)) ? Path.Combine(d, file) : null;
-        string latent = Path.Combine(store.Root, "latent");
         var g = InDir(GeneratorFile) ?? store.PathOf("stylegan2");
         var eid = InDir(IdentityEncoderFile) ?? store.PathOf("irse50");
-        var attr = InDir(LatentWeights.AttrEncoderFile) ?? Path.Combine(spec.WeightsDir ?? latent, LatentWeights.AttrEncoderFile);
-        var m = InDir(LatentWeights.MapperFile) ?? Path.Combine(spec.WeightsDir ?? latent, LatentWeights.MapperFile);
-        const string portHint = "import the ID-disentanglement PyTorch port's trained file with `deid models import FILE --as port-{0}`, or train your own (`deid train`) and pass --weights-dir RUN/best";
+        // A --weights-dir names where the trained pair is: what it lacks is reported there, not in the store.
+        var attr = InDir(LatentWeights.AttrEncoderFile) ?? (spec.WeightsDir is { } wd ? Path.Combine(wd, LatentWeights.AttrEncoderFile) : store.PathOf("attr-encoder"));
+        var m = InDir(LatentWeights.MapperFile) ?? (spec.WeightsDir is { } wm ? Path.Combine(wm, LatentWeights.MapperFile) : store.PathOf("mapper"));
+        const string trainHint = ", or train your own (`deid train`) and pass --weights-dir RUN/best";
         return
         [
             new("G", g, File.Exists(g), ModelStore.Find("stylegan2").HowToGet),
             new("E_id", eid, File.Exists(eid), ModelStore.Find("irse50").HowToGet),
-            new("E_attr", attr, File.Exists(attr), string.Format(portHint, "attr-encoder")),
-            new("M", m, File.Exists(m), string.Format(portHint, "mapper")),
+            new("E_attr", attr, File.Exists(attr), ModelStore.Find("attr-encoder").HowToGet + trainHint),
+            new("M", m, File.Exists(m), ModelStore.Find("mapper").HowToGet + trainHint),
         ];
     }
 
@@ -134,7 +134,7 @@ public sealed class LatentNetworks : IDisposable
                 var (net, n) = LatentWeights.LoadAttrEncoder(path);
                 norm = n;
                 return net;
-            }, () => new InceptionV3(auxLogits: false, width: small ? SmallWidth : 1.0));
+            }, () => new InceptionV3(numClasses: 0, auxLogits: false, width: small ? SmallWidth : 1.0));
             var m = parts["M"].Present ? Part("M", LatentWeights.LoadMapper, () => throw new InvalidOperationException()) : null;
             // E_id's kind follows M, whose input is [E_id code, E_attr code]: 128-d codes are face-api's recognizer.
             long idDim = m != null ? m.InputDim - attr.FeatureDim : small ? SmallIdDim : 512;

@@ -14,13 +14,14 @@ public sealed record ImportResult(
     IReadOnlyDictionary<string, string> Metadata, IReadOnlyList<string> Notes);
 
 /// <summary>
-/// Converts published PyTorch checkpoints (rosinality StyleGAN2, pSp's IR-SE50, torchvision Inception-v3) into
-/// our safetensors files: names and shapes are checked strictly against a freshly built network, the
-/// architecture goes into <c>__metadata__["config"]</c> and the source's sha256 is recorded.
+/// Converts published PyTorch checkpoints (rosinality StyleGAN2, pSp's IR-SE50, torchvision Inception-v3, and the
+/// ID-disentanglement PyTorch port's trained E_attr and M) into our safetensors files: names and shapes are checked
+/// strictly against a freshly built network, the architecture goes into <c>__metadata__["config"]</c> and the
+/// source's sha256 is recorded.
 /// </summary>
 public static partial class ModelImport
 {
-    public static readonly IReadOnlyList<string> Kinds = ["stylegan2", "irse50", "inception"];
+    public static readonly IReadOnlyList<string> Kinds = ["stylegan2", "irse50", "inception", PortAttrEncoder, PortMapper];
 
     /// <param name="key">
     /// Where the state dict sits in the checkpoint: a top-level key (<c>g_ema</c>, the stylegan2 default), a path
@@ -32,9 +33,12 @@ public static partial class ModelImport
         if (!Kinds.Contains(kind)) throw new ArgumentException($"unknown model kind '{kind}' (expected {string.Join(", ", Kinds)})");
         if (Path.GetFullPath(ptPath) == Path.GetFullPath(outPath)) throw new ArgumentException("the output would overwrite the checkpoint");
         string sha = File.Exists(ptPath) ? SafeTensors.Sha256(ptPath) : throw new WeightsException($"checkpoint not found: {ptPath}");
+        if (key is not null && IsPortKind(kind))
+            throw new ArgumentException($"--key does not apply to {kind}: the port's files are whole pickled modules, not dicts");
         var root = PyTorchCheckpoint.Load(ptPath);
         try
         {
+            if (IsPortKind(kind)) return ImportPort(root, ptPath, kind, outPath, sha);
             key ??= kind == "stylegan2" ? "g_ema" : null;
             var sd = Select(root, key);
             var notes = new List<string>();
@@ -150,9 +154,15 @@ public static partial class ModelImport
                  .ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
     }
 
-    /// <summary>The checkpoint's tensors in the network's state-dict order; a null value marks an absent num_batches_tracked.</summary>
-    private static List<KeyValuePair<string, Tensor>> Ordered(nn.Module module, Dictionary<string, Tensor> sd, string kind, bool allowMissingBn)
+    /// <summary>
+    /// The checkpoint's tensors in the network's state-dict order; a null value marks an absent num_batches_tracked.
+    /// <paramref name="sourceName"/> gives a tensor's name in the file where it differs from ours (the port's
+    /// <c>model.N.…</c> indices), so a problem names the tensor as the file spells it.
+    /// </summary>
+    private static List<KeyValuePair<string, Tensor>> Ordered(nn.Module module, Dictionary<string, Tensor> sd, string kind, bool allowMissingBn,
+        Func<string, string>? sourceName = null)
     {
+        string Named(string name) => sourceName?.Invoke(name) is { } src && src != name ? $"'{src}' ({name})" : $"'{name}'";
         var expected = PyTorchOrder.StateDict(module);
         var problems = new List<string>();
         var result = new List<KeyValuePair<string, Tensor>>();
@@ -161,15 +171,15 @@ public static partial class ModelImport
             if (!sd.TryGetValue(name, out var src))
             {
                 if (allowMissingBn && name.EndsWith(".num_batches_tracked", StringComparison.Ordinal)) result.Add(new(name, null!));
-                else problems.Add($"missing '{name}' {StateDict.Shape(t.shape)}");
+                else problems.Add($"missing {Named(name)} {StateDict.Shape(t.shape)}");
             }
             else if (!src.shape.SequenceEqual(t.shape))
-                problems.Add($"'{name}' is {StateDict.Shape(src.shape)} in the checkpoint, {StateDict.Shape(t.shape)} in {kind}");
+                problems.Add($"{Named(name)} is {StateDict.Shape(src.shape)} in the checkpoint, {StateDict.Shape(t.shape)} in {kind}");
             else
                 result.Add(new(name, src));
         }
         foreach (var name in sd.Keys)
-            if (!expected.ContainsKey(name)) problems.Add($"unexpected '{name}'");
+            if (!expected.ContainsKey(name)) problems.Add($"unexpected {Named(name)}");
         if (problems.Count > 0)
             throw new WeightsException($"the checkpoint does not match {kind} ({problems.Count(p => p.StartsWith("missing"))} missing, "
                                        + $"{problems.Count(p => p.StartsWith("unexpected"))} unexpected, {problems.Count(p => p.StartsWith('\''))} mis-shaped): " + string.Join("; ", problems.Take(10))

@@ -8,14 +8,17 @@ using System.Text.Json.Nodes;
 namespace Deid.Models;
 
 /// <summary>One model Deid knows about. A model is present when any of its <see cref="Files"/> alternatives
-/// (paths relative to the models directory) exists; multi-file models list every file in <see cref="Required"/>.</summary>
+/// (paths relative to the models directory) exists; multi-file models list every file in <see cref="Required"/>.
+/// <see cref="SourcePattern"/> names the published files an import of this model accepts when their names vary
+/// (<c>maper_RUN_TIME_LOSS.pt</c>); otherwise the source's stem must equal the target's.</summary>
 public sealed record ModelEntry(
     string Name,
     string Role,
     IReadOnlyList<string> Files,
     string Source,
     string HowToGet,
-    IReadOnlyList<string>? Required = null)
+    IReadOnlyList<string>? Required = null,
+    string? SourcePattern = null)
 {
     /// <summary>Files that must all exist (defaults to the first alternative of <see cref="Files"/>).</summary>
     public IReadOnlyList<string> AllRequired => Required ?? [Files[0]];
@@ -72,7 +75,19 @@ public sealed class ModelStore
         new("inception", "E_attr", ["inception/inception_v3_google-0cc3c7bd.safetensors"],
             "torchvision inception_v3 ImageNet weights: https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
             "deid models import inception_v3_google-0cc3c7bd.pth --as inception"),
+        new("attr-encoder", "E_attr (trained)", ["latent/" + LatentWeights.AttrEncoderFile],
+            PortSource("attr_encoder_*.pt"), "deid models import attr_encoder_*.pt --as port-attr-encoder",
+            SourcePattern: "attr_encoder_*.pt"),
+        new("mapper", "M", ["latent/" + LatentWeights.MapperFile],
+            PortSource("maper_*.pt"), "deid models import maper_*.pt --as port-mapper",
+            SourcePattern: "maper_*.pt"),
     ];
+
+    private static string PortSource(string file) =>
+        $"{ModelImport.PortRepository} (the paper's PyTorch port) trained {file}, in the Drive folder its README's Checkpoints section links: {PortCheckpointsUrl}";
+
+    /// <summary>The port README's "Checkpoints" Drive folder (attr_encoder_*.pt, maper_*.pt).</summary>
+    public const string PortCheckpointsUrl = "https://drive.google.com/drive/folders/1Z7BTqSrPi37I4mH6C7RCJNr2v6Zx69pB";
 
     public string Root { get; }
 
@@ -239,6 +254,12 @@ public sealed class ModelStore
     public string ImportTarget(string sourceFile, string asName)
     {
         var e = Find(asName);
+        if (e.SourcePattern is { } pattern)
+        {
+            return System.IO.Enumeration.FileSystemName.MatchesSimpleExpression(pattern, Path.GetFileName(sourceFile))
+                ? Path.Combine(Root, e.Files[0])
+                : throw new ArgumentException($"{Path.GetFileName(sourceFile)} is not a known checkpoint for model '{e.Name}' (expected {pattern}); pass -o to write elsewhere");
+        }
         var stem = Path.GetFileNameWithoutExtension(sourceFile);
         var rel = e.Files.FirstOrDefault(f => Path.GetFileNameWithoutExtension(f) == stem)
             ?? throw new ArgumentException($"{Path.GetFileName(sourceFile)} is not a known checkpoint for model '{e.Name}' (expected "

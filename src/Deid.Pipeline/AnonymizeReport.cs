@@ -131,6 +131,7 @@ public sealed class AnonymizeReport
                 if (id.Seed is long seed) w.WriteNumber("seed", seed);
                 if (id.Photo is { } photo) w.WriteString("photo", photo);
                 if (id.MaxSimilarityToClip is double m) w.WriteNumber("maxSimilarityToClip", m);
+                if (id.MeanWStep is double step) w.WriteNumber("meanWStep", step);
                 w.WriteStartArray("rejected");
                 foreach (var r in id.Rejected)
                 {

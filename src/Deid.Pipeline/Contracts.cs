@@ -50,8 +50,11 @@ public sealed record AnonymizeOptions
     public AnonymizeMode Mode { get; init; } = AnonymizeMode.Blur;
     public int Workers { get; init; } = Environment.ProcessorCount;
     public int BatchSize { get; init; } = 8;
-    /// <summary>A short batch goes to the face stage once its first crop has waited this long (sparse faces).</summary>
-    public int BatchTimeoutMs { get; init; } = 200;
+    /// <summary>
+    /// 0 (default): batches are cut by crop and frame counts only, so a clip always gives the same pixels. Above 0, a
+    /// short batch also goes once its first crop has waited this long (live sources), at the price of that determinism.
+    /// </summary>
+    public int BatchTimeoutMs { get; init; }
     /// <summary>Aligned crop size; latent mode uses G's output size instead.</summary>
     public int CropSize { get; init; } = 256;
     public string Device { get; init; } = "cpu";

@@ -141,7 +141,8 @@ public sealed class DeidEngine : IDisposable
             var tracked = Bounded<FrameWork>(4);
             var aligned = Bounded<FrameWork>(4);
             // Enough frames wait behind a batch for it to fill at one face per frame, and for the next to fill meanwhile.
-            var waiting = Bounded<FrameWork>(Math.Clamp(2 * batch, 8, 128));
+            var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
+            var waiting = Bounded<FrameWork>(waitingCapacity);
             var batches = Bounded<FaceBatch>(1);
             var rejoined = Bounded<FrameWork>(4);
             var audited = Bounded<FrameWork>(4);
@@ -160,7 +161,7 @@ public sealed class DeidEngine : IDisposable
                 new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
                 new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
                 alignStage.RunAsync(token),
-                new BatchStage(batch, TimeSpan.FromMilliseconds(options.BatchTimeoutMs), aligned.Reader, waiting.Writer, batches.Writer).RunAsync(token),
+                new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned.Reader, waiting.Writer, batches.Writer).RunAsync(token),
                 new InferenceStage(faceStage, Executor, context, stats, batches.Reader).RunAsync(token),
                 new RejoinStage(waiting.Reader, rejoined.Writer).RunAsync(token),
                 new PasteStage(blend, context, auditOut.Reader, pasted.Writer).RunAsync(token),
@@ -298,7 +299,7 @@ public sealed class DeidEngine : IDisposable
     {
         if (o.Workers is < 1 or > 256) throw new PipelineException($"workers must be between 1 and 256 (got {o.Workers})");
         if (o.BatchSize is < 1 or > 1024) throw new PipelineException($"batch size must be between 1 and 1024 (got {o.BatchSize})");
-        if (o.BatchTimeoutMs is < 1 or > 60_000) throw new PipelineException($"batch timeout must be between 1 and 60000 ms (got {o.BatchTimeoutMs})");
+        if (o.BatchTimeoutMs is < 0 or > 60_000) throw new PipelineException($"batch timeout must be between 0 (off) and 60000 ms (got {o.BatchTimeoutMs})");
         if (o.CropSize is < 64 or > 2048) throw new PipelineException($"crop size must be between 64 and 2048 (got {o.CropSize})");
         if (o.MaxMissingFrames is < 0 or > 10000) throw new PipelineException($"max missing frames must be between 0 and 10000 (got {o.MaxMissingFrames})");
         if (!Enum.IsDefined(o.Mode)) throw new PipelineException($"unknown mode {o.Mode}");

@@ -32,16 +32,19 @@ public sealed class InferenceStats
 }
 
 /// <summary>
-/// Gathers crops across frames into batches for the face stage: a batch goes when it holds B crops, when its first
-/// crop has waited the timeout (sparse faces), or when the frames behind it would otherwise block. Frames pass on at
-/// once to the rejoin stage, which waits for their faces; the batch channel holds one batch, so one batch fills while
-/// the previous is drawn.
+/// Gathers crops across frames into batches for the face stage. A batch goes when it holds B crops, or when its first
+/// crop's frame is <paramref name="maxLag"/> frames behind the newest (sparse faces; it must stay below the capacity
+/// of <paramref name="frames"/>, or the rejoin stage, waiting for that crop, would never make room), or when the
+/// stream ends. Both rules count frames and crops, never time, so the same clip is always cut into the same batches
+/// and gives the same pixels. An optional timeout (off by default) also flushes a batch whose first crop waited that
+/// long, for live sources. Frames pass on at once to the rejoin stage, which waits for their faces; the batch channel
+/// holds one batch, so one batch fills while the previous one is drawn.
 /// </summary>
-internal sealed class BatchStage(int batchSize, TimeSpan timeout, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> frames,
+internal sealed class BatchStage(int batchSize, int maxLag, TimeSpan? timeout, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> frames,
     ChannelWriter<FaceBatch> batches) : Stage<FrameWork>(frames)
 {
     private List<FaceJob> _current = [];
-    private long _firstAt;
+    private long _firstAt, _firstSeq;
 
     protected override async Task LoopAsync(CancellationToken ct)
     {
@@ -49,9 +52,9 @@ internal sealed class BatchStage(int batchSize, TimeSpan timeout, ChannelReader<
         {
             while (true)
             {
-                if (_current.Count > 0)
+                if (_current.Count > 0 && timeout is { } limit)
                 {
-                    var remaining = timeout - Stopwatch.GetElapsedTime(_firstAt);
+                    var remaining = limit - Stopwatch.GetElapsedTime(_firstAt);
                     if (remaining <= TimeSpan.Zero) { await FlushAsync(ct).ConfigureAwait(false); continue; }
                     var more = input.WaitToReadAsync(ct).AsTask();
                     if (await Task.WhenAny(more, Task.Delay(remaining, ct)).ConfigureAwait(false) != more)
@@ -65,19 +68,15 @@ internal sealed class BatchStage(int batchSize, TimeSpan timeout, ChannelReader<
 
                 while (input.TryRead(out var work))
                 {
+                    if (_current.Count > 0 && work.Seq - _firstSeq >= maxLag) await FlushAsync(ct).ConfigureAwait(false);
                     foreach (var face in work.Faces)
                     {
                         if (!face.NeedsStage) { face.Done.TrySetResult(); continue; }
-                        if (_current.Count == 0) _firstAt = Stopwatch.GetTimestamp();
+                        if (_current.Count == 0) { _firstAt = Stopwatch.GetTimestamp(); _firstSeq = work.Seq; }
                         _current.Add(face);
                         if (_current.Count >= batchSize) await FlushAsync(ct).ConfigureAwait(false);
                     }
-                    // Before waiting for room downstream, send what is gathered: the rejoin stage may be waiting for it.
-                    if (!Output.TryWrite(work))
-                    {
-                        if (_current.Count > 0) await FlushAsync(ct).ConfigureAwait(false);
-                        await SendAsync(work, ct).ConfigureAwait(false);
-                    }
+                    await SendAsync(work, ct).ConfigureAwait(false);
                 }
             }
             if (_current.Count > 0) await FlushAsync(ct).ConfigureAwait(false);

@@ -11,7 +11,11 @@ public sealed record RejectedCandidate(long Seed, double MaxSimilarity);
 
 /// <summary>How one track's identity was chosen: a photo, or a seed with the candidates rejected before it.</summary>
 public sealed record TrackIdentity(int TrackId, string Kind, long? Seed, string? Photo, double? MaxSimilarityToClip,
-    IReadOnlyList<RejectedCandidate> Rejected);
+    IReadOnlyList<RejectedCandidate> Rejected)
+{
+    /// <summary>Mean L2 step of the track's w from one frame to the next (after smoothing).</summary>
+    public double? MeanWStep { get; init; }
+}
 
 /// <summary>An identity photo's face, found and aligned by the engine before any frame is decoded; the stage given it disposes the crop.</summary>
 public sealed record IdentityPhoto(string Path, Mat AlignedCrop, Point2f[] CropLandmarks);
@@ -41,6 +45,7 @@ public sealed class LatentFaceStage : IFaceStage
     private readonly Dictionary<string, IdentityPhoto> _photos;
     private readonly Dictionary<int, Identity> _tracks = [];
     private readonly Dictionary<int, WSmoother> _smoothers = [];
+    private readonly Dictionary<int, (float[] Last, List<double> Steps)> _wSteps = [];
     private readonly Dictionary<string, (Tensor Code, float[] Embedding)> _photoCodes = [];
     private readonly long _baseSeed;
     private readonly string? _basePhoto;
@@ -65,7 +70,9 @@ public sealed class LatentFaceStage : IFaceStage
     public string Name => "latent";
     public int BatchSize { get; }
     public bool ReplacesIdentity => true;
-    public IReadOnlyList<TrackIdentity> Identities => _tracks.Values.Select(t => t.Record).OrderBy(r => r.TrackId).ToList();
+    public IReadOnlyList<TrackIdentity> Identities => _tracks.Values
+        .Select(t => t.Record with { MeanWStep = WSteps(t.Record.TrackId) is { Count: > 0 } s ? Math.Round(s.Average(), 6) : null })
+        .OrderBy(r => r.TrackId).ToList();
     public float[]? TargetEmbedding(int trackId) => _tracks.TryGetValue(trackId, out var t) ? t.Embedding : null;
 
     /// <summary><c>seed:N</c> → (N, null); anything else is a photo path → (0, path).</summary>
@@ -94,7 +101,7 @@ public sealed class LatentFaceStage : IFaceStage
         var ids = cat(batch.Select(c => _tracks[c.TrackId].Code).ToArray(), 0);
         var w = model.MapAttributes(ids, x);
         if (_options.WSmoothing) w = Smooth(batch, w);
-        LastW = Rows(w);
+        RecordSteps(batch, w);
         ct.ThrowIfCancellationRequested();
         var images = _nets.Generator.Synthesize(w);
         return MatTensors.ToCrops(images);
@@ -119,14 +126,25 @@ public sealed class LatentFaceStage : IFaceStage
         return MatTensors.ToCrops(_nets.Generator.Synthesize(w));
     }
 
-    /// <summary>The w each crop of the latest <see cref="Process"/> call was drawn from (after smoothing), in batch order.</summary>
-    public IReadOnlyList<float[]> LastW { get; private set; } = [];
+    /// <summary>L2 distance between consecutive w of each track (after smoothing): how much the drawn face moves in W per frame.</summary>
+    public IReadOnlyList<double> WSteps(int trackId) => _wSteps.TryGetValue(trackId, out var s) ? s.Steps : [];
 
-    private static float[][] Rows(Tensor w)
+    private void RecordSteps(IReadOnlyList<FaceCrop> batch, Tensor w)
     {
         var values = w.cpu().data<float>().ToArray();
         int d = (int)w.shape[1];
-        return Enumerable.Range(0, (int)w.shape[0]).Select(i => values.AsSpan(i * d, d).ToArray()).ToArray();
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var current = values.AsSpan(i * d, d).ToArray();
+            if (_wSteps.TryGetValue(batch[i].TrackId, out var entry))
+            {
+                double sum = 0;
+                for (var k = 0; k < d; k++) sum += (double)(current[k] - entry.Last[k]) * (current[k] - entry.Last[k]);
+                entry.Steps.Add(Math.Sqrt(sum));
+                _wSteps[batch[i].TrackId] = (current, entry.Steps);
+            }
+            else _wSteps[batch[i].TrackId] = (current, []);
+        }
     }
 
     private Tensor Smooth(IReadOnlyList<FaceCrop> batch, Tensor w)
@@ -216,11 +234,11 @@ public sealed class LatentFaceStage : IFaceStage
             w = avg + (w - avg) * _options.Truncation;
         }
         var image = g.Synthesize(w);
-        // G draws FFHQ-aligned heads by construction: the image is the aligned crop, its landmarks the canonical ones.
+        // G draws FFHQ-aligned heads by construction: the image is the aligned crop, its five points FFHQ's.
         var crop256 = image.shape[2] == 256 ? image : nn.functional.interpolate(image, [256, 256], mode: InterpolationMode.Bilinear, align_corners: false);
         var code = _nets.Model.EncodeIdentity(crop256).MoveToOuterDisposeScope();
         using var mat = MatTensors.ToCrops(image)[0];
-        var embedding = _recognizer.Embed(mat, FfhqAligner.CanonicalLandmarks(mat.Width));
+        var embedding = _recognizer.EmbedFive(mat, OnnxFaceRecognizer.FfhqFivePoints(mat.Width));
         return (code, embedding);
     }
 

@@ -20,7 +20,8 @@ public sealed record ReenactOptions
     public string Device { get; init; } = "cpu";
     public int Workers { get; init; } = Environment.ProcessorCount;
     public int BatchSize { get; init; } = 8;
-    public int BatchTimeoutMs { get; init; } = 200;
+    /// <summary>0 (default): batches are cut by count only, so the same inputs give the same pixels; &gt; 0 also flushes a batch after that wait.</summary>
+    public int BatchTimeoutMs { get; init; }
     /// <summary>Frames an undetected driving face is still followed from its extrapolated landmarks before the head is held.</summary>
     public int MaxMissingFrames { get; init; } = 2;
     public DetectorKind Detector { get; init; } = DetectorKind.Hog;

@@ -37,7 +37,10 @@ internal sealed class DrivingSelectStage(int? fixedTrack, ChannelReader<FrameWor
 /// </summary>
 internal sealed class ReenactFaceStage(LatentFaceStage inner) : IFaceStage
 {
-    public ConcurrentDictionary<long, float[]> W { get; } = new();
+    private readonly Dictionary<int, int> _seen = [];
+
+    /// <summary>Frame index → L2 distance of its w to the previous head's of the same track (the first head has none).</summary>
+    public ConcurrentDictionary<long, double> WChange { get; } = new();
     public string Name => "reenact";
     public int BatchSize => inner.BatchSize;
     public bool ReplacesIdentity => true;
@@ -46,8 +49,14 @@ internal sealed class ReenactFaceStage(LatentFaceStage inner) : IFaceStage
     public IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct)
     {
         var result = inner.Process(batch, ct);
-        var w = inner.LastW;
-        for (var i = 0; i < batch.Count && i < w.Count; i++) W[batch[i].FrameIndex] = w[i];
+        // The stage keeps each track's consecutive w steps in order: crop k (from 0) of a track has step k - 1.
+        foreach (var c in batch)
+        {
+            var k = _seen.GetValueOrDefault(c.TrackId);
+            _seen[c.TrackId] = k + 1;
+            var steps = inner.WSteps(c.TrackId);
+            if (k >= 1 && k - 1 < steps.Count) WChange[c.FrameIndex] = steps[k - 1];
+        }
         return result;
     }
 
@@ -86,7 +95,6 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
     private Mat? _lastPicture;
     private Affine? _reference;
     private int? _referenceTrack;
-    private float[]? _lastW;
 
     protected override async Task LoopAsync(CancellationToken ct)
     {
@@ -141,12 +149,7 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
                 paste = PlacementOf(place, still.CropSize, clamped);
             }
 
-            double? wChange = null;
-            if (stage.W.TryRemove(frame.Index, out var w))
-            {
-                if (_lastW != null) wChange = L2(w, _lastW);
-                _lastW = w;
-            }
+            double? wChange = stage.WChange.TryRemove(frame.Index, out var step) ? step : null;
             var (identity, landmarks) = Measure(generated, face, finder);
             record = new ReenactFrame(frame.Index, frame.Time.TotalSeconds, ReenactHead.Generated, face.TrackId,
                 face.Handling == FaceHandling.Tracked, wChange, identity, landmarks, PlacementOf(drivingA, still.CropSize, false), paste);
@@ -180,16 +183,9 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
         return new Placement(c.X, c.Y, cropToPicture.Scale * cropSize, cropToPicture.AngleDegrees, clamped);
     }
 
-    private static double L2(float[] a, float[] b)
-    {
-        double s = 0;
-        for (var i = 0; i < a.Length; i++) s += (a[i] - b[i]) * (double)(a[i] - b[i]);
-        return Math.Sqrt(s);
-    }
-
     /// <summary>
     /// Identity similarity of the head to the still (independent recognizer, aligned by dlib's landmarks on the head,
-    /// or the canonical FFHQ landmarks where dlib finds none) and the mean landmark distance to the driving face.
+    /// or FFHQ's five template points, where G draws them by construction, when dlib finds none) and the mean landmark distance to the driving face.
     /// </summary>
     private (double? Identity, double? Landmarks) Measure(Mat generated, FaceJob face, IFaceFinder finder)
     {
@@ -197,7 +193,9 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
         {
             var found = FrameDetector.Detect(finder, predictor, generated).Where(d => d.Landmarks != null).MaxBy(d => d.Box.Area);
             var points = found?.Landmarks!.Points;
-            var identity = OnnxFaceRecognizer.Cosine(recognizer.Embed(generated, points ?? FfhqAligner.CanonicalLandmarks(generated.Width)), still.Embedding);
+            var embedding = points != null ? recognizer.Embed(generated, points)
+                : recognizer.EmbedFive(generated, OnnxFaceRecognizer.FfhqFivePoints(generated.Width));
+            var identity = OnnxFaceRecognizer.Cosine(embedding, still.Embedding);
             double? distance = null;
             if (points != null && face.Landmarks != null)
             {

@@ -114,7 +114,8 @@ public static class Reenactor
         var tracked = Bounded<FrameWork>(4);
         var selected = Bounded<FrameWork>(4);
         var aligned2 = Bounded<FrameWork>(4);
-        var waiting = Bounded<FrameWork>(Math.Clamp(2 * batch, 8, 128));
+        var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
+        var waiting = Bounded<FrameWork>(waitingCapacity);
         var batches = Bounded<FaceBatch>(1);
         var rejoined = Bounded<FrameWork>(4);
         var pasted = Bounded<FrameWork>(4);
@@ -130,7 +131,7 @@ public static class Reenactor
             new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
             new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),
             new AlignStage(new FfhqAligner(cropSize), context, selected.Reader, aligned2.Writer).RunAsync(token),
-            new BatchStage(batch, TimeSpan.FromMilliseconds(options.BatchTimeoutMs), aligned2.Reader, waiting.Writer, batches.Writer).RunAsync(token),
+            new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned2.Reader, waiting.Writer, batches.Writer).RunAsync(token),
             new InferenceStage(stage, engine.Executor, context, stats, batches.Reader).RunAsync(token),
             new RejoinStage(waiting.Reader, rejoined.Writer).RunAsync(token),
             new StillPasteStage(target, options.Crop, stage, recognizer, finders, predictor, report, context, rejoined.Reader, pasted.Writer).RunAsync(token),

@@ -65,8 +65,48 @@ public sealed class ModelsCliTests : IDisposable
         var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "biggan", "--models", _tmp.Path);
         Assert.Equal(2, r.Code);
         var line = OneErrorLine(r);
-        Assert.Contains("'biggan' not recognized. Must be one of: 'stylegan2', 'irse50', 'inception'", line);
+        Assert.Contains("'biggan' not recognized. Must be one of: 'stylegan2', 'irse50', 'inception', 'port-attr-encoder', 'port-mapper'", line);
         Assert.EndsWith("(see `deid models import --help`)", line);
+    }
+
+    [Fact]
+    public void Import_PortMapper_FillsTheCatalogueAndListShowsIt()
+    {
+        var src = Path.Combine(_tmp.Path, "published");
+        if (PortFixtures.TryMake(src, "mapper") is { } why) Assert.Skip(why);
+        var store = Path.Combine(_tmp.Path, "models");
+        var pt = Path.Combine(src, "maper_FIXTURE_0.pt");
+
+        var r = Deid("models", "import", pt, "--as", "port-mapper", "--models", store);
+        Assert.True(r.Code == 0, r.StdErr);
+        var written = Path.Combine(store, "latent", "M.safetensors");
+        Assert.Contains($"wrote {written}: port-mapper, 8 tensors", r.StdOut);
+        var recorded = new ModelStore(store).ReadManifest()["latent/M.safetensors"];
+        Assert.Equal(ModelStore.Sha256Of(written), recorded.Sha256);
+        Assert.Contains(ModelStore.Sha256Of(pt), recorded.Source);
+
+        var list = Deid("models", "list", "--models", store);
+        Assert.True(list.Code == 0, list.StdErr);
+        var row = Assert.Single(list.StdOut.Split('\n'), l => l.Contains("latent/M.safetensors"));
+        Assert.Contains("present", row);
+        Assert.Contains(recorded.Sha256[..12], row);
+        Assert.Contains("attr-encoder missing", list.StdOut);
+        Assert.Contains("deid models import attr_encoder_*.pt --as port-attr-encoder", list.StdOut);
+
+        // -o still writes elsewhere, and a file outside the store is not recorded in its manifest.
+        var elsewhere = Path.Combine(_tmp.Path, "mine.safetensors");
+        Assert.Equal(0, Deid("models", "import", pt, "--as", "port-mapper", "--models", store, "-o", elsewhere).Code);
+        Assert.True(File.Exists(elsewhere));
+        Assert.Single(new ModelStore(store).ReadManifest());
+    }
+
+    [Fact]
+    public void Import_PortKind_WithAnotherFileName_SaysWhatItExpects()
+    {
+        var pt = _tmp.File("weights.pt");
+        File.WriteAllBytes(pt, [1, 2, 3]);
+        var line = OneErrorLine(Deid("models", "import", pt, "--as", "port-attr-encoder", "--models", _tmp.Path));
+        Assert.Contains("weights.pt is not a known checkpoint for model 'attr-encoder' (expected attr_encoder_*.pt); pass -o", line);
     }
 
     [Fact]

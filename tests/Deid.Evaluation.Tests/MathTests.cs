@@ -72,15 +72,6 @@ public class MathTests
         Assert.Equal(0, LandmarkMetrics.MeanDistance(At(3), At(3)), 6);
     }
 
-    [Fact]
-    public void Greedy_matching_pairs_overlapping_boxes_once()
-    {
-        var a = new List<FaceBox> { new(0, 0, 100, 100, 1), new(200, 0, 300, 100, 1) };
-        var b = new List<FaceBox> { new(205, 5, 305, 105, 1), new(5, 0, 105, 100, 1), new(500, 500, 600, 600, 1) };
-        var m = VideoEvaluator.GreedyMatch(a, b).OrderBy(p => p.A).ToList();
-        Assert.Equal([(0, 1), (1, 0)], m);
-    }
-
     private static Point2f[] SyntheticLandmarks(double yaw, double pitch, double roll, int w, int h)
     {
         // Only the indices the estimator uses matter; the rest are placed at the nose tip.

@@ -19,6 +19,11 @@ public static class AnonymizeCommand
         var report = new Option<string?>("--report") { Description = "Write a JSON report (per frame faces, track ids, handling, totals) to this file." };
         var workers = new Option<int>("--workers") { Description = "Parallel face detectors.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var batch = new Option<int>("--batch-size", "--batch") { Description = "Face crops per face-stage batch (one batch is drawn on the device while the next fills).", DefaultValueFactory = _ => 8 };
+        var batchTimeout = new Option<int>("--batch-timeout")
+        {
+            Description = "Milliseconds after which a short face batch is sent anyway (0 = off: batches are cut by counts only, so reruns give identical pixels).",
+            DefaultValueFactory = _ => 0,
+        };
         var cropSize = new Option<int>("--crop-size") { Description = "Aligned face crop size in pixels.", DefaultValueFactory = _ => 256 };
         var maxMissing = new Option<int>("--max-missing") { Description = "Frames a lost face is still followed before its region is only blurred.", DefaultValueFactory = _ => 10 };
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
@@ -65,7 +70,7 @@ public static class AnonymizeCommand
 
         var cmd = new Command("anonymize", "De-identify every face in a video (blur, pixelate, or replace it with a generated face), keeping audio, frame count and timing.");
         cmd.Arguments.Add(input);
-        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device, detector, minConfidence,
+        foreach (var o in new Option[] { output, mode, report, workers, batch, batchTimeout, cropSize, maxMissing, device, detector, minConfidence,
                      identity, track, truncation, margin, wSmoothing, weightsDir, randomWeights, randomSize }) cmd.Options.Add(o);
 
         cmd.SetAction(async (ParseResult r, CancellationToken ct) =>
@@ -77,6 +82,7 @@ public static class AnonymizeCommand
                     Mode = ParseMode(r.GetValue(mode)),
                     Workers = r.GetValue(workers),
                     BatchSize = r.GetValue(batch),
+                    BatchTimeoutMs = r.GetValue(batchTimeout),
                     CropSize = r.GetValue(cropSize),
                     MaxMissingFrames = r.GetValue(maxMissing),
                     Device = r.GetValue(device) ?? "cpu",
@@ -98,7 +104,8 @@ public static class AnonymizeCommand
                 };
                 if (options.Mode != AnonymizeMode.Latent && (r.GetResult(identity) != null || r.GetResult(track) != null || r.GetValue(randomWeights) || r.GetResult(weightsDir) != null))
                     throw new ArgumentException("--identity, --track, --weights-dir and --random-weights belong to --mode latent");
-                if (options.Latent.Weights.RandomWeights && options.Mode == AnonymizeMode.Latent)
+                // Said at the start for a person watching; scripts get it as a warning line at the end and in the report.
+                if (options.Latent.Weights.RandomWeights && options.Mode == AnonymizeMode.Latent && !Console.IsErrorRedirected)
                     Console.Error.WriteLine("deid: WARNING: --random-weights: networks without weight files get seeded RANDOM weights; the faces drawn are noise, not people");
                 if (r.GetValue(minConfidence) is float threshold)
                 {

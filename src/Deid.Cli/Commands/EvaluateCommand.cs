@@ -39,7 +39,8 @@ public static class EvaluateCommand
                     Stride = r.GetValue(stride),
                     Target = r.GetValue(target),
                     CalibrationDirectory = r.GetValue(calibration),
-                    RecognizerPath = r.GetValue(recognizer),
+                    // The same model store every other command reads (DEID_MODELS, else models/ beside Deid.sln).
+                    RecognizerPath = r.GetValue(recognizer) ?? Path.Combine(new Deid.Models.ModelStore().Root, Deid.Faces.OnnxFaceRecognizer.RelativePath),
                     ContactSheetFrames = r.GetValue(sheet),
                     DeidVersion = typeof(EvaluateCommand).Assembly.GetName().Version?.ToString(),
                 };

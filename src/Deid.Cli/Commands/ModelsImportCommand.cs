@@ -4,14 +4,15 @@ using Deid.Models;
 namespace Deid.Cli.Commands;
 
 /// <summary>
-/// <c>deid models import FILE --as stylegan2|irse50|inception [--key K] [-o OUT.safetensors]</c>: converts a published
-/// PyTorch checkpoint into Deid's safetensors form (strictly checked against the network, config and source sha256 recorded).
+/// <c>deid models import FILE --as stylegan2|irse50|inception|port-attr-encoder|port-mapper [--key K] [-o OUT.safetensors]</c>:
+/// converts a published PyTorch checkpoint into Deid's safetensors form (strictly checked against the network, config and
+/// source sha256 recorded). The port kinds read whole pickled modules (the ID-disentanglement port's trained E_attr and M).
 /// </summary>
 public static class ModelsImportCommand
 {
     public static Command Create()
     {
-        var file = new Argument<string>("FILE") { Description = "checkpoint written by torch.save (.pt/.pth, zip or legacy format)" };
+        var file = new Argument<string>("FILE") { Description = "checkpoint written by torch.save (.pt/.pth, zip or legacy format; a state dict, or for the port kinds a whole module)" };
         var kind = new Option<string>("--as") { Description = "which network the checkpoint holds", Required = true };
         kind.AcceptOnlyFromAmong([.. ModelImport.Kinds]);
         var key = new Option<string?>("--key")
@@ -21,7 +22,7 @@ public static class ModelsImportCommand
         var output = new Option<string?>("--output", "-o") { Description = "output .safetensors (default: the catalogue path in the models directory, see `deid models list`)" };
         var models = ModelsCommand.DirectoryOption("models directory for the default output");
 
-        var cmd = new Command("import", "Convert a PyTorch checkpoint (StyleGAN2 g_ema, IR-SE50, Inception-v3) to Deid's safetensors weights");
+        var cmd = new Command("import", "Convert a PyTorch checkpoint (StyleGAN2 g_ema, IR-SE50, Inception-v3, the ID-disentanglement port's trained E_attr/M) to Deid's safetensors weights");
         cmd.Arguments.Add(file);
         cmd.Options.Add(kind);
         cmd.Options.Add(key);
@@ -36,7 +37,7 @@ public static class ModelsImportCommand
             // be reported as missing rather than as an unknown checkpoint name.
             if (!File.Exists(src)) throw new FileNotFoundException($"checkpoint not found: {src}");
             // Published file names map onto the catalogue, so `deid models list` sees the import as present.
-            var outPath = parse.GetValue(output) ?? store.ImportTarget(src, k);
+            var outPath = parse.GetValue(output) ?? store.ImportTarget(src, ModelImport.CatalogueName(k));
             var r = ModelImport.Import(src, k, outPath, parse.GetValue(key));
             store.Record(r.OutputPath, $"imported from {Path.GetFileName(src)} (sha256 {r.SourceSha256})");
             Console.WriteLine($"wrote {r.OutputPath}: {r.Kind}, {r.TensorCount} tensors, {r.Elements:N0} elements");

@@ -29,7 +29,8 @@ public enum InceptionInputNormalization
 /// <summary>
 /// E_attr: torchvision 0.14 <c>inception_v3(aux_logits=True, transform_input=False)</c>, same
 /// state_dict keys, shapes and order (580 keys incl. AuxLogits and fc), so published checkpoints load
-/// strictly. <see cref="forward"/> returns the pooled 2048-d features (no dropout/fc).
+/// strictly. <see cref="forward"/> returns the pooled 2048-d features (no dropout/fc). Built with
+/// <c>numClasses: 0</c> it has no fc at all: the trained E_attr (the port's checkpoint drops fc) is a feature extractor only.
 /// </summary>
 public sealed class InceptionV3 : Module<Tensor, Tensor>
 {
@@ -48,7 +49,7 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
     private readonly InceptionE Mixed_7b, Mixed_7c;
     private readonly AdaptiveAvgPool2d avgpool;
     private readonly Dropout dropout;
-    private readonly Linear fc;
+    private readonly Linear? fc;
 
     /// <summary>Length of the pooled feature vector (2048 for the published width).</summary>
     public long FeatureDim { get; }
@@ -65,6 +66,8 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
         : base(nameof(InceptionV3))
     {
         if (width <= 0) throw new ArgumentOutOfRangeException(nameof(width), "width multiplier must be positive");
+        if (numClasses < 0) throw new ArgumentOutOfRangeException(nameof(numClasses), "number of classes must be >= 0 (0: no fc)");
+        if (numClasses == 0 && auxLogits) throw new ArgumentException("AuxLogits needs classes; a feature extractor (numClasses 0) has none");
         long S(long c) => PyTorchOrder.Scale(c, width);
         NumClasses = numClasses;
         Width = width;
@@ -90,7 +93,7 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
         avgpool = AdaptiveAvgPool2d(new long[] { 1, 1 });
         this.dropout = Dropout(dropout);
         FeatureDim = Mixed_7c.OutChannels;
-        fc = Linear(FeatureDim, numClasses);
+        fc = numClasses > 0 ? Linear(FeatureDim, numClasses) : null;
         RegisterComponents();
     }
 
@@ -131,6 +134,7 @@ public sealed class InceptionV3 : Module<Tensor, Tensor>
     /// <summary>ImageNet class logits (dropout is active only in training mode).</summary>
     public Tensor Logits(Tensor x)
     {
+        if (fc is null) throw new InvalidOperationException("this InceptionV3 was built without fc (numClasses 0): it has features, no logits");
         using var scope = NewDisposeScope();
         return fc.call(dropout.call(forward(x))).MoveToOuterDisposeScope();
     }

@@ -128,7 +128,7 @@ internal sealed class PickleReader(
     {
         var g = new PyGlobal(module, name);
         if (!isAllowed(g))
-            throw new WeightsException($"the checkpoint refers to Python global '{g.FullName}', which Deid does not read (only tensors, containers and plain values are supported)");
+            throw new WeightsException($"the checkpoint refers to Python global '{g.FullName}', which Deid does not read (only tensors, containers, plain values and the torch/torchvision/port module classes of published checkpoints are)");
         return g;
     }
 

@@ -8,8 +8,10 @@ namespace Deid.Models.Weights;
 /// <summary>
 /// Reads files written by <c>torch.save</c> without Python: the zip format (PyTorch ≥ 1.6: <c>&lt;root&gt;/data.pkl</c>
 /// plus one entry per storage) and the legacy format (a sequence of pickles followed by the raw storages).
-/// Only what checkpoints of weights contain is understood: containers, plain values and tensors; any other
-/// Python global is rejected by name, so loading never executes code.
+/// Only what checkpoints of weights contain is understood: containers, plain values, tensors and, for whole pickled
+/// modules (<c>torch.save(model)</c>), an allow-list of module classes that are rebuilt as inert
+/// <see cref="PyObject"/>s (class name + attribute dict, read through <see cref="PickledModule"/>). Any other Python
+/// global is rejected by name, so loading never executes code.
 /// </summary>
 public static class PyTorchCheckpoint
 {
@@ -70,6 +72,8 @@ public static class PyTorchCheckpoint
     /// </summary>
     public static Dictionary<string, Tensor> StateDict(object? root, string? key = null)
     {
+        if (root is PyObject { Type: var cls } && IsModuleClass(cls))
+            throw new WeightsException($"the checkpoint holds a whole pickled module ({cls.FullName}), not a state dict (the port's published E_attr and M import with --as port-attr-encoder / port-mapper)");
         if (root is not PyDict d) throw new WeightsException($"the checkpoint holds a {Describe(root)}, not a dict");
         PyDict sd = d;
         if (key is not null)
@@ -206,11 +210,14 @@ public static class PyTorchCheckpoint
         }
     }
 
-    private static StorageRef LegacyPersistentLoad(object? pid, Dictionary<string, StorageRef> roots)
+    private static object LegacyPersistentLoad(object? pid, Dictionary<string, StorageRef> roots)
     {
+        // A whole module saved in the legacy format names each module class as ('module', <class>, source file, source);
+        // the class already passed the allow-list as a GLOBAL, and its recorded source is ignored.
+        if (pid is object?[] { Length: >= 2 } m && m[0] as string == "module" && m[1] is PyGlobal cls) return cls;
         // ('storage', <torch.XStorage>, root_key, location, numel, view_metadata)
         if (pid is not object?[] { Length: >= 6 } t || t[0] as string != "storage")
-            throw new WeightsException($"unsupported persistent id {Describe(pid)} (whole pickled modules are not supported; save a state_dict)");
+            throw new WeightsException($"unsupported persistent id {Describe(pid)} (only tensor storages and module classes are supported)");
         var dtype = DtypeOf(t[1]);
         var key = Convert.ToString(t[2], System.Globalization.CultureInfo.InvariantCulture)!;
         long numel = Convert.ToInt64(t[4]);
@@ -229,23 +236,62 @@ public static class PyTorchCheckpoint
     private static object? Unpickle(Stream s, Func<object?, object?> persistentLoad) =>
         new PickleReader(s, persistentLoad, IsAllowed, Call).Load();
 
-    private static bool IsAllowed(PyGlobal g) => g.FullName switch
+    /// <summary>
+    /// The port's own classes (danielroich/ID-disentanglement-Pytorch) that wrap its published E_attr and M. Only these
+    /// two: the test fixtures build modules under the same paths, so the list is checked against real pickles.
+    /// </summary>
+    private static readonly HashSet<string> PortModuleClasses =
+    [
+        "Models.Encoders.Inception.Inception",
+        "Models.LatentMapper.LatentMapper",
+    ];
+
+    /// <summary>
+    /// Plain (non-module) objects kept as attributes of those modules: the port's Inception wrapper holds its
+    /// Resize/CenterCrop pipeline in a <c>transforms.Compose</c> attribute, whose Resize names an InterpolationMode.
+    /// </summary>
+    private static readonly HashSet<string> AttributeClasses =
+    [
+        "torchvision.transforms.transforms.Compose",
+        "torchvision.transforms.transforms.Resize",
+        "torchvision.transforms.transforms.CenterCrop",
+        "torchvision.transforms.functional.InterpolationMode",
+    ];
+
+    /// <summary>Enums, whose members Python ≥ 3.11 pickles as <c>getattr(EnumClass, 'NAME')</c>.</summary>
+    private static readonly HashSet<string> EnumClasses = ["torchvision.transforms.functional.InterpolationMode"];
+
+    /// <summary>
+    /// Classes a whole pickled module may be built from: torch's own layers and containers, torchvision's Inception
+    /// blocks, the port's wrappers and the attribute objects above. All of them become inert <see cref="PyObject"/>s.
+    /// </summary>
+    internal static bool IsModuleClass(PyGlobal g) =>
+        g.Module.StartsWith("torch.nn.modules.", StringComparison.Ordinal)
+        || g.Module == "torchvision.models.inception"
+        || PortModuleClasses.Contains(g.FullName)
+        || AttributeClasses.Contains(g.FullName);
+
+    /// <summary>Protocol-2 pickles written by Python 3 name builtins by their Python 2 module (<c>__builtin__.set</c>).</summary>
+    private static string Canonical(PyGlobal g) => g.Module == "__builtin__" ? "builtins." + g.Name : g.FullName;
+
+    private static bool IsAllowed(PyGlobal g) => Canonical(g) switch
     {
-        "collections.OrderedDict" or "builtins.dict" or "__builtin__.dict" => true,
+        "collections.OrderedDict" or "builtins.dict" => true,
         "torch._utils._rebuild_tensor_v2" or "torch._utils._rebuild_tensor" => true,
         "torch._utils._rebuild_parameter" or "torch._utils._rebuild_parameter_with_state" => true,
         "torch.device" or "_codecs.encode" or "argparse.Namespace" => true,
         "builtins.set" or "builtins.frozenset" or "builtins.list" or "builtins.tuple" => true,
-        _ => g.Module == "torch" && StorageTypes.ContainsKey(g.Name),
+        "builtins.getattr" => true,   // only ever applied to an allowed enum class, see Call
+        _ => g.Module == "torch" && StorageTypes.ContainsKey(g.Name) || IsModuleClass(g),
     };
 
     private static object? Call(PyGlobal g, object?[] a)
     {
-        switch (g.FullName)
+        if (IsModuleClass(g)) return new PyObject(g, a);   // NEWOBJ/REDUCE of an allowed class: its BUILD state follows
+        switch (Canonical(g))
         {
             case "collections.OrderedDict":
             case "builtins.dict":
-            case "__builtin__.dict":
             {
                 var d = new PyDict(g.FullName == "collections.OrderedDict" ? "collections.OrderedDict" : "dict");
                 if (a.Length > 0 && a[0] is System.Collections.IEnumerable items and not string)
@@ -276,6 +322,10 @@ public static class PyTorchCheckpoint
                 return a.Length > 0 && a[0] is System.Collections.IEnumerable tu ? tu.Cast<object?>().ToArray() : Array.Empty<object?>();
             case "argparse.Namespace":
                 return new PyObject(g, a);
+            case "builtins.getattr":
+                // An enum member: kept as the class with the member's name, never looked up in Python.
+                if (a is [PyGlobal cls, string member] && EnumClasses.Contains(cls.FullName)) return new PyObject(cls, [member]);
+                throw new WeightsException($"the checkpoint calls Python getattr({string.Join(", ", a.Select(Describe))}), which Deid does not support");
             default:
                 throw new WeightsException($"the checkpoint calls Python '{g.FullName}', which Deid does not support");
         }
@@ -356,10 +406,11 @@ public static class PyTorchCheckpoint
         }
     }
 
-    private static string Describe(object? o) => o switch
+    internal static string Describe(object? o) => o switch
     {
         null => "None",
         PyGlobal g => g.FullName,
+        PyObject po => po.Type.FullName + " object",
         string s => $"'{s}'",
         object?[] t => "(" + string.Join(", ", t.Select(Describe)) + ")",
         _ => o.GetType().Name,

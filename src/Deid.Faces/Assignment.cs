@@ -1,12 +1,31 @@
-namespace Deid.Pipeline;
+namespace Deid.Faces;
 
 /// <summary>
 /// Optimal one-to-one assignment (Hungarian method with potentials, O(n²·m)). Greedy matching by best pair
 /// can hand a face the track of its neighbour when two faces cross and then leave the neighbour unmatched,
-/// which starts a new track id and resets its smoothing; the optimal assignment keeps both.
+/// which starts a new track id and resets its smoothing; the optimal assignment keeps both. The one matcher
+/// of faces between frames (the pipeline's tracker) and between videos (evaluation's source ↔ output faces).
 /// </summary>
 public static class Assignment
 {
+    /// <summary>
+    /// Pairs boxes of <paramref name="a"/> with boxes of <paramref name="b"/> one to one, only pairs overlapping by
+    /// IoU ≥ <paramref name="minIoU"/>, as many as possible and then the largest total IoU. Returns, for each box
+    /// of a, the index of its box in b or -1.
+    /// </summary>
+    public static int[] MatchByIoU(IReadOnlyList<FaceBox> a, IReadOnlyList<FaceBox> b, float minIoU)
+    {
+        var score = new double[a.Count, b.Count];
+        var eligible = new bool[a.Count, b.Count];
+        for (var i = 0; i < a.Count; i++)
+            for (var j = 0; j < b.Count; j++)
+            {
+                score[i, j] = FaceBox.IoU(a[i], b[j]);
+                eligible[i, j] = score[i, j] >= minIoU;
+            }
+        return Maximize(score, eligible);
+    }
+
     /// <summary>
     /// Pairs rows with columns so that first as many eligible pairs as possible are made, then their total score
     /// is largest. Returns, for each row, its column or -1.
