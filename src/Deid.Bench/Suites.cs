@@ -10,6 +10,7 @@ public static class Suites
         ("latent", LatentBench.Run),
         ("detectors", DetectorBench.Run),
         ("batch", BatchBench.Run),
+        ("reenact", ReenactBench.Run),
     };
 
     public static string RepoRoot { get; } = FindRoot();

@@ -10,6 +10,7 @@ public static class Program
         Deid.Media.NativeMemory.TuneForStreaming();
         var root = new RootCommand("Deid: de-identify faces in video and reenact still photos.");
         root.Subcommands.Add(AnonymizeCommand.Create());
+        root.Subcommands.Add(ReenactCommand.Create());
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
         root.Subcommands.Add(BatchCommand.Create());

@@ -22,7 +22,7 @@ public sealed record VideoWriterOptions
 /// </summary>
 public sealed class VideoWriter : IDisposable
 {
-    private readonly VideoInfo _source;
+    private readonly VideoWriterSpec _source;
     private readonly VideoWriterOptions _options;
     private readonly string _output;
     private readonly string _temp;
@@ -41,10 +41,15 @@ public sealed class VideoWriter : IDisposable
 
     /// <summary>Validates the output path (not the input, directory exists and is writable) → <see cref="MediaException"/>.</summary>
     public VideoWriter(string outputPath, VideoInfo source, VideoWriterOptions? options = null)
+        : this(outputPath, VideoWriterSpec.From(source), options) { }
+
+    /// <summary>Frames of <paramref name="spec"/>'s size and timing, with its audio source's audio; validates the path as above.</summary>
+    public VideoWriter(string outputPath, VideoWriterSpec spec, VideoWriterOptions? options = null)
     {
-        ArgumentNullException.ThrowIfNull(source);
-        OutputPaths.Validate(source.Path, outputPath);
-        _source = source;
+        ArgumentNullException.ThrowIfNull(spec);
+        if (spec.Width <= 0 || spec.Height <= 0) throw new MediaException($"cannot write {spec.Width}x{spec.Height} frames");
+        OutputPaths.Validate(spec.AudioSource ?? "", outputPath);
+        _source = spec;
         _options = options ?? new VideoWriterOptions();
         _output = Path.GetFullPath(outputPath);
         _temp = OutputPaths.TempPathFor(_output);
@@ -182,7 +187,7 @@ public sealed class VideoWriter : IDisposable
             args.AddRange(["-itsoffset", (offsetUs / 1e6).ToString("0.######", inv)]);
         }
         args.AddRange(["-f", "matroska", "-i", "pipe:0"]);
-        if (_source.HasAudio) args.AddRange(["-i", _source.Path]);
+        if (_source.HasAudio) args.AddRange(["-i", _source.AudioSource!]);
         args.AddRange(["-map", "0:v:0"]);
         if (_source.HasAudio)
         {

@@ -51,7 +51,7 @@ public static class AnonymizeCommand
         return cmd;
     }
 
-    private static void CheckReportPath(string reportPath, string input, string output)
+    internal static void CheckReportPath(string reportPath, string input, string output)
     {
         var full = Path.GetFullPath(reportPath);
         if (full == Path.GetFullPath(input) || full == Path.GetFullPath(output))

@@ -160,20 +160,20 @@ public sealed class AnonymizeOptionSet
         return result;
     }
 
-    private static bool ParseOnOff(string? s, string option) => (s ?? "on").Trim().ToLowerInvariant() switch
+    internal static bool ParseOnOff(string? s, string option) => (s ?? "on").Trim().ToLowerInvariant() switch
     {
         "on" or "true" or "yes" => true,
         "off" or "false" or "no" => false,
         _ => throw new ArgumentException($"{option} takes on or off (got '{s}')"),
     };
 
-    private static Deid.Models.RandomWeightsSize ParseRandomSize(string? s) => (s ?? "published").Trim().ToLowerInvariant() switch
+    internal static Deid.Models.RandomWeightsSize ParseRandomSize(string? s) => (s ?? "published").Trim().ToLowerInvariant() switch
     {
         "published" => Deid.Models.RandomWeightsSize.Published,
         "small" => Deid.Models.RandomWeightsSize.Small,
         _ => throw new ArgumentException($"--random-size takes published or small (got '{s}')"),
     };
 
-    private static string CheckWeightsDir(string dir) =>
+    internal static string CheckWeightsDir(string dir) =>
         Directory.Exists(dir) ? Path.GetFullPath(dir) : throw new ArgumentException($"--weights-dir: folder not found: {dir}");
 }
