@@ -28,9 +28,18 @@ public static class AnonymizeCommand
             Description = "SSD face score threshold, between 0 and 1 (ssd and both; default 0.5). Lower finds more faces, false ones included.",
         };
 
+        var dropSubtitles = new Option<bool>("--drop-subtitles")
+        {
+            Description = "Leave the input's subtitle streams out (by default they are copied where the output container can hold them).",
+        };
+        var audioTranscode = new Option<string?>("--audio-transcode")
+        {
+            Description = "Re-encode the audio instead of copying it: opus (e.g. for .webm output from AAC input).",
+        };
+
         var cmd = new Command("anonymize", "De-identify every face in a video (blur, pixelate or pass through), keeping audio, frame count and timing.");
         cmd.Arguments.Add(input);
-        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device, detector, minConfidence }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { output, mode, report, workers, batch, cropSize, maxMissing, device, detector, minConfidence, dropSubtitles, audioTranscode }) cmd.Options.Add(o);
 
         cmd.SetAction(async (ParseResult r, CancellationToken ct) =>
         {
@@ -60,11 +69,22 @@ public static class AnonymizeCommand
                 var reportPath = r.GetValue(report);
                 if (reportPath != null) CheckReportPath(reportPath, inPath, outPath);
 
+                var transcode = r.GetValue(audioTranscode)?.Trim().ToLowerInvariant();
+                if (transcode != null && !Deid.Media.VideoWriterOptions.AudioTranscodeCodecs.Contains(transcode))
+                    throw new ArgumentException($"unknown --audio-transcode '{r.GetValue(audioTranscode)}' (expected {string.Join(", ", Deid.Media.VideoWriterOptions.AudioTranscodeCodecs)})");
+                // The pipeline creates its writer without options: the scope hands them over and collects its warnings.
+                using var writerScope = Deid.Media.VideoWriterScope.Begin(new Deid.Media.VideoWriterOptions
+                {
+                    DropSubtitles = r.GetValue(dropSubtitles),
+                    AudioTranscode = transcode,
+                });
+
                 var result = Console.IsOutputRedirected
                     ? await Anonymizer.RunAsync(inPath, outPath, options, null, ct)
                     : await RunWithProgressAsync(inPath, outPath, options, ct);
 
                 if (reportPath != null) result.WriteJson(reportPath);
+                foreach (var w in writerScope.Warnings.Except(result.Warnings)) Console.Error.WriteLine($"deid: warning: {w}");
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"deid: warning: {w}");
                 Console.WriteLine(
                     $"anonymized {result.Frames} frames in {result.Elapsed.TotalSeconds:F1}s ({result.Fps:F1} fps): " +
