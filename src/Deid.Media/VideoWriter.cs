@@ -173,6 +173,11 @@ public sealed class VideoWriter : IDisposable
         var used = false;
         if (_source.HasAudio)
         {
+            // a damaged header can leave a stream ffmpeg cannot name or size: it can be neither copied nor decoded
+            foreach (var a in _source.AudioStreams)
+                if (a.Codec is "unknown" or "none" || a.Channels <= 0 || a.SampleRate <= 0)
+                    throw new MediaException(
+                        $"audio stream {a.Index} of {_source.Path} is damaged or in an unknown format (codec {a.Codec}, {a.Channels} channels, {a.SampleRate} Hz), so it cannot be kept: the input is corrupt");
             if (transcode == null)
                 foreach (var a in _source.AudioStreams)
                     if (AudioProblem(a.Codec, ext) is { } why)
