@@ -64,6 +64,10 @@ public static class AnonymizeCommand
                 // The SSD detector runs libtorch every frame: measured 2x faster with the tensor setting, for about
                 // 1 GB more peak memory (flat with clip length). See NativeMemory.TuneForTensors.
                 if (options.Detector != DetectorKind.Hog) Deid.Media.NativeMemory.TuneForTensors();
+                // Weights loaded without a manifest record are reported with the run's other warnings, after it succeeds:
+                // a failing run prints its one error line and nothing else.
+                var weightWarnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+                Deid.Models.ModelStore.WarningSink = weightWarnings.Enqueue;
                 var inPath = r.GetValue(input)!;
                 var outPath = r.GetValue(output)!;
                 var reportPath = r.GetValue(report);
@@ -84,6 +88,7 @@ public static class AnonymizeCommand
                     : await RunWithProgressAsync(inPath, outPath, options, ct);
 
                 if (reportPath != null) result.WriteJson(reportPath);
+                foreach (var w in weightWarnings) Console.Error.WriteLine($"deid: warning: {w}");
                 foreach (var w in writerScope.Warnings.Except(result.Warnings)) Console.Error.WriteLine($"deid: warning: {w}");
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"deid: warning: {w}");
                 Console.WriteLine(
