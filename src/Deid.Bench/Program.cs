@@ -12,7 +12,7 @@ public static class Program
         var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
         // Suites register in Suites.All.
         foreach (var (name, run) in Suites.All)
-            if (only == null || only.Contains(name)) run(results);
+            if (only == null ? !Suites.OnlyByName.Contains(name) : only.Contains(name)) run(results);
         results.PrintTable();
         results.WriteJson(Path.Combine(Suites.RepoRoot, "bench", "results.json"));
         return 0;

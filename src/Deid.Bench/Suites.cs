@@ -11,7 +11,34 @@ public static class Suites
         ("detectors", DetectorBench.Run),
         ("batch", BatchBench.Run),
         ("reenact", ReenactBench.Run),
+        // not part of a plain `make bench`: long-running robustness suites, run by name
+        ("fuzz", FuzzBench.Run),
+        ("soak", SoakBench.Run),
     };
+
+    /// <summary>Suites a plain `make bench` (no ARGS) leaves out.</summary>
+    public static readonly HashSet<string> OnlyByName = new(StringComparer.OrdinalIgnoreCase) { "fuzz", "soak" };
+
+    /// <summary>The built deid executable ($DEID_EXE, else artifacts/bin/Deid.Cli/release/deid) as a fuzz/soak runner.</summary>
+    public static Deid.TestSupport.Fuzz.FuzzRunner DeidRunner(TimeSpan timeout)
+    {
+        var exe = DeidExecutable();
+        return exe.EndsWith(".dll", StringComparison.Ordinal)
+            ? new() { Executable = "dotnet", PrefixArgs = [exe], Timeout = timeout }
+            : new() { Executable = exe, Timeout = timeout };
+    }
+
+    public static string DeidExecutable()
+    {
+        if (Environment.GetEnvironmentVariable("DEID_EXE") is { Length: > 0 } e) return e;
+        var artifacts = Environment.GetEnvironmentVariable("DEID_ARTIFACTS") is { Length: > 0 } a ? a : Path.Combine(RepoRoot, "artifacts");
+        var dir = Path.Combine(artifacts, "bin", "Deid.Cli", "release");
+        var exe = Path.Combine(dir, "deid");
+        if (File.Exists(exe)) return exe;
+        var dll = Path.Combine(dir, "deid.dll");
+        if (File.Exists(dll)) return dll;
+        throw new FileNotFoundException($"the deid executable is not built ({exe}); run `make setup`");
+    }
 
     public static string RepoRoot { get; } = FindRoot();
     public static string Shared => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));

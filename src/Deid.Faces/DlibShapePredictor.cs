@@ -37,6 +37,7 @@ public sealed unsafe class DlibShapePredictor : IDisposable
         if (!File.Exists(path))
             throw new FileNotFoundException(
                 $"dlib 68-point model not found at {path}; install Debian's libdlib-data or run `deid models fetch`", path);
+        Deid.Models.ModelStore.CheckBeforeLoad(path);
         Native.EnsureLoaded();
         var handle = Native.deid_predictor_load(path);
         if (handle.IsInvalid)

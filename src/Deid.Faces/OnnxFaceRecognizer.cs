@@ -39,7 +39,7 @@ public sealed class OnnxFaceRecognizer : IDisposable
     private OnnxFaceRecognizer(string path)
     {
         ModelPath = Path.GetFullPath(path);
-        using (var fs = File.OpenRead(path)) Sha256 = Convert.ToHexStringLower(SHA256.HashData(fs));
+        Sha256 = Deid.Models.ModelStore.CheckBeforeLoad(path) ?? Deid.Models.ModelStore.Sha256Of(path);
         var opts = new SessionOptions { IntraOpNumThreads = Math.Max(1, Math.Min(4, Environment.ProcessorCount)), InterOpNumThreads = 1 };
         try { _session = new InferenceSession(path, opts); }
         catch (OnnxRuntimeException e) { throw new InvalidDataException($"cannot load the recognizer model {path}: {e.Message}", e); }

@@ -75,6 +75,9 @@ public static class MediaProbe
         {
             VideoStreamIndex = Int(video, "index") ?? 0,
             FormatName = formatName,
+            PixelFormat = Str(video, "pix_fmt") ?? "",
+            SubtitleStreams = streams.Where(x => Str(x, "codec_type") == "subtitle").Select(Side).ToList(),
+            AttachmentStreams = streams.Where(x => Str(x, "codec_type") == "attachment").Select(Side).ToList(),
         };
     }
 
@@ -90,6 +93,12 @@ public static class MediaProbe
         var packets = r.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
         if (r.Code != 0 || packets == 0 || r.StdErr.Contains("partial file", StringComparison.OrdinalIgnoreCase))
             throw new MediaException($"input video is truncated or corrupt (its end is missing): {path}");
+    }
+
+    private static SideStreamInfo Side(JsonElement x)
+    {
+        var tags = x.TryGetProperty("tags", out var t) ? t : default;
+        return new SideStreamInfo(Int(x, "index") ?? 0, Str(x, "codec_name") ?? Str(tags, "mimetype") ?? "unknown", Str(tags, "language"), Str(tags, "filename"));
     }
 
     private static bool IsAttachedPicture(JsonElement stream) =>

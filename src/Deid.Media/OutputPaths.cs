@@ -5,8 +5,8 @@ namespace Deid.Media;
 /// <summary>Checks an output path before any work starts, and names the temp file the writer fills.</summary>
 public static partial class OutputPaths
 {
-    /// <summary>Containers the writer can produce with libx264 and copied audio.</summary>
-    public static IReadOnlyList<string> SupportedExtensions { get; } = [".mp4", ".mov", ".m4v", ".mkv"];
+    /// <summary>Containers the writer can produce: libx264 (VP9 for .webm) and copied audio.</summary>
+    public static IReadOnlyList<string> SupportedExtensions { get; } = [".mp4", ".mov", ".m4v", ".mkv", ".webm"];
 
     /// <summary>Throws <see cref="MediaException"/> unless <paramref name="outputPath"/> can be written and is not the input.</summary>
     public static void Validate(string inputPath, string outputPath)
@@ -40,14 +40,18 @@ public static partial class OutputPaths
         // an existing output file is simply replaced: Complete() renames over it
     }
 
-    /// <summary>".NAME.deid-tmp-XXXXXXXX.EXT" beside the output: same file system (atomic rename), same extension (ffmpeg picks the muxer from it).</summary>
+    /// <summary>
+    /// ".NAME.deid-tmp-PID-XXXXXXXX.EXT" beside the output: same file system (atomic rename), same extension (ffmpeg
+    /// picks the muxer from it), and the owner's pid, so a later run can tell a killed run's leftover from a live one's
+    /// (<see cref="OutputLock.RemoveStaleTemps"/>).
+    /// </summary>
     public static string TempPathFor(string outputPath)
     {
         var full = Path.GetFullPath(outputPath);
         var dir = Path.GetDirectoryName(full)!;
         var name = Path.GetFileName(full);
         var ext = Path.GetExtension(full);
-        return Path.Combine(dir, $".{name}.deid-tmp-{Guid.NewGuid().ToString("N")[..8]}{ext}");
+        return Path.Combine(dir, $".{name}.deid-tmp-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}{ext}");
     }
 
     /// <summary>True when both paths name the same file, also through symlinks (directories or the file itself).</summary>

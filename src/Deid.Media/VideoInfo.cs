@@ -2,6 +2,9 @@ namespace Deid.Media;
 
 public sealed record AudioStreamInfo(int Index, string Codec, int Channels, int SampleRate);
 
+/// <summary>A subtitle or attachment stream of the source (index in the source file, ffprobe codec name, filename tag of an attachment).</summary>
+public sealed record SideStreamInfo(int Index, string Codec, string? Language = null, string? FileName = null);
+
 /// <param name="Width">Displayed (upright) width, i.e. after the rotation is applied.</param>
 /// <param name="Height">Displayed (upright) height.</param>
 /// <param name="Rotation">Clockwise rotation (0, 90, 180, 270) a player applies to the stored frames, from the display matrix.</param>
@@ -24,4 +27,13 @@ public sealed record VideoInfo(string Path, int Width, int Height, int Rotation,
 
     /// <summary>ffprobe's format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2".</summary>
     public string FormatName { get; init; } = "";
+
+    /// <summary>ffprobe's pix_fmt of the video stream (e.g. "yuv420p", "yuv444p10le"); empty when unknown.</summary>
+    public string PixelFormat { get; init; } = "";
+
+    /// <summary>Subtitle streams of the source, in file order.</summary>
+    public IReadOnlyList<SideStreamInfo> SubtitleStreams { get; init; } = [];
+
+    /// <summary>Attachment streams (Matroska fonts, cover files) of the source, in file order.</summary>
+    public IReadOnlyList<SideStreamInfo> AttachmentStreams { get; init; } = [];
 }

@@ -15,10 +15,20 @@ public sealed record VideoWriterSpec(int Width, int Height, Rational TimeBase, R
 {
     public bool HasAudio => AudioSource != null && AudioStreams.Count > 0;
 
-    /// <summary>Like the source: same size, orientation, timing, and its audio.</summary>
+    /// <summary>The probed file the timing, audio, subtitle and attachment streams come from.</summary>
+    public required VideoInfo Source { get; init; }
+
+    /// <summary>Like the source: same size, orientation, timing, and its audio (and subtitles, attachments).</summary>
     public static VideoWriterSpec From(VideoInfo source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        return new(source.Width, source.Height, source.TimeBase, source.FrameRate, source.Rotation, source.Path, source.AudioStreams);
+        return new(source.Width, source.Height, source.TimeBase, source.FrameRate, source.Rotation, source.Path, source.AudioStreams) { Source = source };
     }
+
+    /// <summary>The source as the writer sees it: this spec's size, orientation and timing; no audio when <see cref="AudioSource"/> is null.</summary>
+    internal VideoInfo ToWriterInfo() => Source with
+    {
+        Width = Width, Height = Height, Rotation = Rotation, TimeBase = TimeBase, FrameRate = FrameRate,
+        AudioStreams = AudioSource == null ? [] : AudioStreams,
+    };
 }

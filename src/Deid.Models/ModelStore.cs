@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Formats.Tar;
 using System.IO.Compression;
@@ -27,6 +28,9 @@ public sealed record ModelEntry(
 public sealed record ModelStatus(ModelEntry Entry, bool Present, string Path, long Size, string? Sha256);
 
 public enum FileCheck { Ok, Changed, Missing }
+
+/// <summary>A weights file differs from what manifest.json recorded for it: it must not be used.</summary>
+public sealed class WeightsChangedException(string message) : Exception(message);
 
 /// <summary>One file recorded in manifest.json, re-hashed: <see cref="FileCheck.Changed"/> when its size or sha256 differs.</summary>
 public sealed record FileVerification(string RelativePath, ModelStore.ManifestRecord Recorded, FileCheck Result);
@@ -192,6 +196,130 @@ public sealed class ModelStore
     {
         using var f = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(f));
+    }
+
+    public const string VerifiedCacheFile = ".deid-verified.json";
+
+    /// <summary>Where <see cref="CheckBeforeLoad"/> reports a weights file with no manifest record (default: one stderr line, once per file and process).</summary>
+    public static Action<string> WarningSink { get; set; } = w => Console.Error.WriteLine($"deid: warning: {w}");
+
+    private static readonly ConcurrentDictionary<string, (long Size, long Mtime, string Sha)> Verified = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, bool> Warned = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The one check every weights loader makes before it reads a file (face-api shards and manifests, the dlib
+    /// predictor, the ONNX recognizer, safetensors): the file must match the sha256 that manifest.json recorded for
+    /// it (the manifest of the nearest models directory above the file that records it, else of the default store,
+    /// matched through symlinks too). A changed file throws <see cref="WeightsChangedException"/> with a one-line
+    /// message naming the file and the command that restores it; a file no manifest records loads with a warning
+    /// (<see cref="WarningSink"/>). Re-hashing is skipped while the file's size and mtime equal those its hash was last
+    /// verified at (kept in <see cref="VerifiedCacheFile"/> beside the manifest, and in memory for this process).
+    /// </summary>
+    /// <returns>The verified sha256, or null when no manifest records the file (or it does not exist: the loader says so).</returns>
+    public static string? CheckBeforeLoad(string path)
+    {
+        var full = Path.GetFullPath(path);
+        FileInfo real;
+        try
+        {
+            var fi = new FileInfo(full);
+            real = fi.LinkTarget != null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo t ? t : fi;
+            if (!real.Exists) return null;
+        }
+        catch (IOException) { return null; }
+        var size = real.Length;
+        var mtime = real.LastWriteTimeUtc.Ticks;
+        if (Verified.TryGetValue(full, out var mem) && mem.Size == size && mem.Mtime == mtime) return mem.Sha;
+
+        if (FindRecord(full, real.FullName) is not var (root, rel, rec))
+        {
+            if (Warned.TryAdd(full, true))
+                WarningSink($"{full} is not recorded in any models manifest.json, so it is loaded without a sha256 check (files placed by `deid models fetch` or `deid models import` are recorded)");
+            return null;
+        }
+        var fix = rec.Source.StartsWith("npm ", StringComparison.Ordinal) || rec.Source.StartsWith("libdlib-data", StringComparison.Ordinal)
+            ? $"run `{FetchCmd}` to restore it" : $"run `deid models import` again (or `{FetchCmd}`) to restore it";
+        if (rec.Size >= 0 && size != rec.Size)
+            throw new WeightsChangedException($"weights file {full} has changed since {Path.Combine(root, ManifestFile)} recorded it ({size} bytes, recorded {rec.Size}): {fix}");
+        var cache = ReadVerifiedCache(root);
+        if (cache.TryGetValue(rel, out var c) && c.Size == size && c.Mtime == mtime && string.Equals(c.Sha, rec.Sha256, StringComparison.OrdinalIgnoreCase))
+        {
+            Verified[full] = (size, mtime, rec.Sha256);
+            return rec.Sha256;
+        }
+        var sha = Sha256Of(real.FullName);
+        if (!string.Equals(sha, rec.Sha256, StringComparison.OrdinalIgnoreCase))
+            throw new WeightsChangedException($"weights file {full} has changed since {Path.Combine(root, ManifestFile)} recorded it (sha256 {sha[..12]}…, recorded {rec.Sha256[..Math.Min(12, rec.Sha256.Length)]}…): {fix}");
+        Verified[full] = (size, mtime, sha);
+        cache[rel] = (size, mtime, sha);
+        TryWriteVerifiedCache(root, cache);
+        return sha;
+    }
+
+    /// <summary>The models directory, manifest key and record of <paramref name="full"/>: by relative path, else by the real file a record points to.</summary>
+    private static (string Root, string Rel, ManifestRecord Rec)? FindRecord(string full, string realFull)
+    {
+        var dirs = new List<string>();
+        for (var d = Path.GetDirectoryName(full); d != null; d = Path.GetDirectoryName(d)) dirs.Add(d);
+        try { dirs.Add(DefaultDir()); } catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        foreach (var dir in dirs.Distinct(StringComparer.Ordinal))
+        {
+            if (!File.Exists(Path.Combine(dir, ManifestFile))) continue;
+            Dictionary<string, ManifestRecord> manifest;
+            try { manifest = new ModelStore(dir).ReadManifest(); }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException) { continue; }
+            var rel = Path.GetRelativePath(dir, full).Replace('\\', '/');
+            if (!rel.StartsWith("..", StringComparison.Ordinal) && manifest.TryGetValue(rel, out var direct)) return (dir, rel, direct);
+            foreach (var (k, r) in manifest)
+            {
+                var candidate = Path.Combine(dir, k);
+                try
+                {
+                    var fi = new FileInfo(candidate);
+                    if (!fi.Exists) continue;
+                    var target = fi.LinkTarget != null && fi.ResolveLinkTarget(returnFinalTarget: true) is FileInfo t ? t.FullName : fi.FullName;
+                    if (string.Equals(target, realFull, StringComparison.Ordinal)) return (dir, k, r);
+                }
+                catch (IOException) { }
+            }
+        }
+        return null;
+    }
+
+    private static Dictionary<string, (long Size, long Mtime, string Sha)> ReadVerifiedCache(string root)
+    {
+        var result = new Dictionary<string, (long, long, string)>(StringComparer.Ordinal);
+        try
+        {
+            var path = Path.Combine(root, VerifiedCacheFile);
+            if (!File.Exists(path)) return result;
+            if (JsonNode.Parse(File.ReadAllText(path)) is JsonObject o)
+                foreach (var (k, v) in o)
+                    if (v?["sha256"]?.GetValue<string>() is { } sha && v["size"] != null && v["mtime"] != null)
+                        result[k] = (v["size"]!.GetValue<long>(), v["mtime"]!.GetValue<long>(), sha);
+        }
+        // a damaged cache only costs a re-hash
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException or InvalidOperationException or FormatException) { result.Clear(); }
+        return result;
+    }
+
+    private static void TryWriteVerifiedCache(string root, Dictionary<string, (long Size, long Mtime, string Sha)> cache)
+    {
+        var o = new JsonObject();
+        foreach (var (k, v) in cache.OrderBy(p => p.Key, StringComparer.Ordinal))
+            o[k] = new JsonObject { ["size"] = v.Size, ["mtime"] = v.Mtime, ["sha256"] = v.Sha };
+        var path = Path.Combine(root, VerifiedCacheFile);
+        var tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
+        try
+        {
+            File.WriteAllText(tmp, o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            File.Move(tmp, path, overwrite: true);
+        }
+        // a read-only models directory only loses the fast path
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(tmp); } catch (Exception e2) when (e2 is IOException or UnauthorizedAccessException) { }
+        }
     }
 
     /// <summary>

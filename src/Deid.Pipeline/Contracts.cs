@@ -70,6 +70,8 @@ public sealed record AnonymizeOptions
     public float MinConfidence { get; init; } = Deid.Models.FaceApi.SsdMobilenetv1.DefaultMinConfidence;
     /// <summary>Where the model weights are (default: the model store, <c>$DEID_MODELS</c> or models/).</summary>
     public string? ModelDir { get; init; }
+    /// <summary>How the output is encoded: subtitles kept or dropped, audio copied or transcoded, codec settings.</summary>
+    public Deid.Media.VideoWriterOptions Output { get; init; } = new();
     /// <summary>Latent mode: identities, weights, smoothing.</summary>
     public LatentOptions Latent { get; init; } = new();
     /// <summary>

@@ -121,7 +121,7 @@ public sealed class DeidEngine : IDisposable
             var cropSize = latent?.Networks.ImageSize ?? options.CropSize;
 
             using var reader = new VideoReader(input);
-            using var writer = new VideoWriter(output, reader.Info);
+            using var writer = new VideoWriter(output, reader.Info, options.Output);
             var report = new AnonymizeReport
             {
                 Input = input, Output = output, Stage = faceStage.Name, Detector = options.Detector, Mode = options.Mode,
@@ -216,6 +216,7 @@ public sealed class DeidEngine : IDisposable
                 report.AddWarning($"{report.FallbackBlurred} face instances could not be {(faceStage.ReplacesIdentity ? "replaced" : "processed")} and were blurred instead");
             if (report.LeaksFound > 0)
                 report.AddWarning($"the leak audit found {report.LeaksFound} output faces still recognisable as their source: {report.LeaksFixed} fixed by a second attempt, {report.LeaksBlurred} blurred");
+            foreach (var w in writer.Warnings) report.AddWarning(w);
             foreach (var w in context.Warnings) report.AddWarning(w);
             return report;
         }

@@ -17,6 +17,14 @@ public sealed class AnonymizeOptionSet
     };
     public Option<int> Workers { get; } = new("--workers") { Description = "Parallel face detectors.", DefaultValueFactory = _ => Environment.ProcessorCount };
     public Option<int> BatchSize { get; } = new("--batch-size", "--batch") { Description = "Face crops per face-stage batch (one batch is drawn on the device while the next fills).", DefaultValueFactory = _ => 8 };
+    public Option<bool> DropSubtitles { get; } = new("--drop-subtitles")
+    {
+        Description = "Leave the input's subtitle streams out (by default they are copied where the output container can hold them).",
+    };
+    public Option<string?> AudioTranscode { get; } = new("--audio-transcode")
+    {
+        Description = "Re-encode the audio instead of copying it: opus (e.g. for .webm output from AAC input).",
+    };
     public Option<int> BatchTimeout { get; } = new("--batch-timeout")
     {
         Description = "Milliseconds after which a short face batch is sent anyway (0 = off: batches are cut by counts only, so reruns give identical pixels).",
@@ -68,7 +76,7 @@ public sealed class AnonymizeOptionSet
 
     public IEnumerable<Option> All =>
     [
-        Mode, Workers, BatchSize, BatchTimeout, CropSize, MaxMissing, Device, Detector, MinConfidence,
+        Mode, DropSubtitles, AudioTranscode, Workers, BatchSize, BatchTimeout, CropSize, MaxMissing, Device, Detector, MinConfidence,
         Identity, Track, Truncation, Margin, WSmoothing, WeightsDir, RandomWeights, RandomSize,
     ];
 
@@ -92,6 +100,7 @@ public sealed class AnonymizeOptionSet
             Workers = r.GetValue(Workers),
             BatchSize = r.GetValue(BatchSize),
             BatchTimeoutMs = r.GetValue(BatchTimeout),
+            Output = new Deid.Media.VideoWriterOptions { DropSubtitles = r.GetValue(DropSubtitles), AudioTranscode = ParseTranscode(r.GetValue(AudioTranscode)) },
             CropSize = r.GetValue(CropSize),
             MaxMissingFrames = r.GetValue(MaxMissing),
             Device = r.GetValue(Device) ?? "cpu",
@@ -158,6 +167,13 @@ public sealed class AnonymizeOptionSet
             if (!result.TryAdd(id, p[(eq + 1)..])) throw new ArgumentException($"--track names track {id} twice");
         }
         return result;
+    }
+
+    private static string? ParseTranscode(string? s)
+    {
+        var t = s?.Trim().ToLowerInvariant();
+        return t == null || Deid.Media.VideoWriterOptions.AudioTranscodeCodecs.Contains(t) ? t
+            : throw new ArgumentException($"unknown --audio-transcode '{s}' (expected {string.Join(", ", Deid.Media.VideoWriterOptions.AudioTranscodeCodecs)})");
     }
 
     internal static bool ParseOnOff(string? s, string option) => (s ?? "on").Trim().ToLowerInvariant() switch

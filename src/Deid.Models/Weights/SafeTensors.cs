@@ -74,6 +74,7 @@ public sealed class SafeTensorsFile : IDisposable
 
     public static SafeTensorsFile Open(string path)
     {
+        ModelStore.CheckBeforeLoad(path);
         try { return new SafeTensorsFile(path); }
         catch (IOException e) { throw new WeightsException($"cannot read {path}: {e.Message}", e); }
         catch (UnauthorizedAccessException e) { throw new WeightsException($"cannot read {path}: {e.Message}", e); }

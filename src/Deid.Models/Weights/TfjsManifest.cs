@@ -16,6 +16,7 @@ public static class TfjsManifest
         var manifestPath = Path.Combine(dir, manifestName);
         if (!File.Exists(manifestPath))
             throw new FileNotFoundException($"TF.js weights manifest not found: {manifestPath}", manifestPath);
+        ModelStore.CheckBeforeLoad(manifestPath);
 
         using var doc = JsonDocument.Parse(File.ReadAllText(manifestPath));
         if (doc.RootElement.ValueKind != JsonValueKind.Array)
@@ -33,6 +34,7 @@ public static class TfjsManifest
                     var shard = Path.Combine(dir, p.GetString()!);
                     if (!File.Exists(shard))
                         throw new FileNotFoundException($"TF.js weight shard not found: {shard} (listed in {manifestName})", shard);
+                    ModelStore.CheckBeforeLoad(shard);
                     using var f = File.OpenRead(shard);
                     f.CopyTo(stream);
                 }
