@@ -26,7 +26,7 @@ public static class AdversarialLosses
         using var scope = NewDisposeScope();
         var w = realW.detach().requires_grad_(true);
         var logits = dw.call(w);
-        var grad = torch.autograd.grad(new[] { logits.sum() }, new[] { w }, create_graph: true)[0];
+        var grad = torch.autograd.grad(new[] { logits.sum() }, new[] { w }, retain_graph: true, create_graph: true)[0];
         return (grad.square().sum(1).mean() * (gamma / 2)).MoveToOuterDisposeScope();
     }
 
