@@ -63,6 +63,13 @@ public static class TrainingSetup
     /// </summary>
     public static (TrainableDisentangler Model, DW Dw) Build(TrainingConfig cfg, Generator g, IIdentityEncoder eId, FaceLandmark68Net eLnd, Device? device = null)
     {
+        lock (s_seedGate) return BuildSeeded(cfg, g, eId, eLnd, device);
+    }
+
+    private static readonly object s_seedGate = new();
+
+    private static (TrainableDisentangler Model, DW Dw) BuildSeeded(TrainingConfig cfg, Generator g, IIdentityEncoder eId, FaceLandmark68Net eLnd, Device? device)
+    {
         torch.random.manual_seed(cfg.Seed);
         InceptionV3 attr;
         if (cfg.AttrInit is { } init)
