@@ -12,6 +12,8 @@ public static class Program
         root.Subcommands.Add(AnonymizeCommand.Create());
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
+        root.Subcommands.Add(GenerateDatasetCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
         // Ctrl-C cancels the token handed to every command; each command cleans up its temp output.
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
         try
