@@ -14,6 +14,8 @@ public static class Program
         root.Subcommands.Add(ModelsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
         root.Subcommands.Add(BatchCommand.Create());
+        root.Subcommands.Add(GenerateDatasetCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
         // Ctrl-C cancels the token handed to every command; each command cleans up its temp output.
         // The default 2 s is too short for a loaded machine to unwind every stage (and, in a batch, several clips)
         // and delete the temp outputs: the process would exit under them.
