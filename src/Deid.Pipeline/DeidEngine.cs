@@ -170,28 +170,7 @@ public sealed class DeidEngine : IDisposable
             if (audit)
                 tasks.Add(new AuditStage(faceStage, recognizer!, OnnxFaceRecognizer.SamePersonThreshold, Executor, context, batch,
                     rejoined.Reader, audited.Writer).RunAsync(token));
-            // The first stage to fail stops all the others at once.
-            foreach (var t in tasks)
-                _ = t.ContinueWith(_ => { try { cts.Cancel(); } catch (ObjectDisposedException) { } },
-                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-
-            try { await Task.WhenAll(tasks).ConfigureAwait(false); }
-            catch (Exception) { /* inspected below */ }
-
-            foreach (var ch in frameChannels)
-                while (ch.Reader.TryRead(out var left)) left.Dispose();
-            while (batches.Reader.TryRead(out _)) { }
-
-            // A user's Ctrl-C wins over whatever the interrupted stages complained about.
-            ct.ThrowIfCancellationRequested();
-            var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions)
-                .Where(e => e is not OperationCanceledException and not ChannelClosedException).ToList();
-            if (errors.Count > 0) ExceptionDispatchInfo.Capture(errors[0]).Throw();
-            if (tasks.Any(t => !t.IsCompletedSuccessfully))
-            {
-                var first = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions).FirstOrDefault();
-                throw new PipelineException("the pipeline stopped unexpectedly" + (first != null ? $": {first.Message}" : ""), first);
-            }
+            await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
 
             writer.Complete();
             clock.Stop();

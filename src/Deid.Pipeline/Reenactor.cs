@@ -137,21 +137,7 @@ public static class Reenactor
             new StillPasteStage(target, options.Crop, stage, recognizer, finders, predictor, report, context, rejoined.Reader, pasted.Writer).RunAsync(token),
             new EncodeStage(writer, record, progress, info.FrameCount, clock, pasted.Reader).RunAsync(token),
         };
-        foreach (var t in tasks)
-            _ = t.ContinueWith(_ => { try { cts.Cancel(); } catch (ObjectDisposedException) { } },
-                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-
-        try { await Task.WhenAll(tasks).ConfigureAwait(false); }
-        catch (Exception) { /* inspected below */ }
-        foreach (var ch in frameChannels)
-            while (ch.Reader.TryRead(out var left)) left.Dispose();
-        while (batches.Reader.TryRead(out _)) { }
-
-        ct.ThrowIfCancellationRequested();
-        var errors = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions)
-            .Where(e => e is not OperationCanceledException and not ChannelClosedException).ToList();
-        if (errors.Count > 0) ExceptionDispatchInfo.Capture(errors[0]).Throw();
-        if (tasks.Any(t => !t.IsCompletedSuccessfully)) throw new PipelineException("the pipeline stopped unexpectedly");
+        await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
 
         // Known only now, without decoding twice: a clip with no usable driving face must not become a video of the still.
         if (report.Generated == 0)

@@ -310,3 +310,34 @@ internal sealed class EncodeStage(VideoWriter writer, AnonymizeReport report, IP
         }
     }
 }
+
+/// <summary>Runs a pipeline's stage tasks together: the first to fail stops the others; what is left in flight is disposed.</summary>
+internal static class StageGroup
+{
+    /// <summary>
+    /// Awaits every task; a fault cancels <paramref name="cts"/> at once. Then disposes the frames left in
+    /// <paramref name="frameChannels"/>, and throws: the user's cancellation first, then the first real error.
+    /// </summary>
+    public static async Task RunAsync(IReadOnlyList<Task> tasks, CancellationTokenSource cts, IEnumerable<Channel<FrameWork>> frameChannels,
+        Action drainOthers, CancellationToken userCt)
+    {
+        foreach (var t in tasks)
+            _ = t.ContinueWith(_ => { try { cts.Cancel(); } catch (ObjectDisposedException) { } },
+                CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+        try { await Task.WhenAll(tasks).ConfigureAwait(false); }
+        catch (Exception) { /* inspected below */ }
+
+        foreach (var ch in frameChannels)
+            while (ch.Reader.TryRead(out var left)) left.Dispose();
+        drainOthers();
+
+        // A user's Ctrl-C wins over whatever the interrupted stages complained about.
+        userCt.ThrowIfCancellationRequested();
+        var all = tasks.Where(t => t.IsFaulted).SelectMany(t => t.Exception!.Flatten().InnerExceptions).ToList();
+        var errors = all.Where(e => e is not OperationCanceledException and not ChannelClosedException).ToList();
+        if (errors.Count > 0) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(errors[0]).Throw();
+        if (tasks.Any(t => !t.IsCompletedSuccessfully))
+            throw new PipelineException("the pipeline stopped unexpectedly" + (all.FirstOrDefault() is { } first ? $": {first.Message}" : ""), all.FirstOrDefault());
+    }
+}
