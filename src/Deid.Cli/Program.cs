@@ -20,16 +20,24 @@ public static class Program
         // The default 2 s is too short for a loaded machine to unwind every stage (and, in a batch, several clips)
         // and delete the temp outputs: the process would exit under them.
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = TimeSpan.FromSeconds(30) };
+        // Weights loaded without a manifest record are reported once the command has succeeded, whatever the command:
+        // a failing one prints its one error line and nothing else.
+        var weightWarnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        Deid.Models.ModelStore.WarningSink = weightWarnings.Enqueue;
+        int code;
         try
         {
             var parsed = root.Parse(args);
             if (parsed.Errors.Count > 0 && !IsBareCommandGroup(parsed)) return CliErrors.Usage(parsed);
-            return await parsed.InvokeAsync(config);
+            code = await parsed.InvokeAsync(config);
         }
         catch (Exception e)
         {
             return CliErrors.Report(e);
         }
+        if (code == 0)
+            foreach (var w in weightWarnings.Distinct()) Console.Error.WriteLine($"deid: warning: {w}");
+        return code;
     }
 
     /// <summary>`deid` or `deid models` alone: the help listing the subcommands is the useful answer there.</summary>

@@ -25,10 +25,6 @@ public static class AnonymizeCommand
             try
             {
                 var options = job.Build(r);
-                // Weights loaded without a manifest record are reported with the run's other warnings, after it succeeds:
-                // a failing run prints its one error line and nothing else.
-                var weightWarnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
-                Deid.Models.ModelStore.WarningSink = weightWarnings.Enqueue;
                 var inPath = r.GetValue(input)!;
                 var outPath = r.GetValue(output)!;
                 var reportPath = r.GetValue(report);
@@ -39,7 +35,6 @@ public static class AnonymizeCommand
                     : await RunWithProgressAsync(inPath, outPath, options, ct);
 
                 if (reportPath != null) result.WriteJson(reportPath);
-                foreach (var w in weightWarnings) Console.Error.WriteLine($"deid: warning: {w}");
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"deid: warning: {w}");
                 Console.WriteLine(
                     $"anonymized {result.Frames} frames in {result.Elapsed.TotalSeconds:F1}s ({result.Fps:F1} fps): " +
