@@ -69,31 +69,9 @@ public sealed class AnonymizeReport
     internal void AddWarning(string warning) => _warnings.Add(warning);
 
     /// <summary>Writes the report as JSON through a temp file and a rename, so a reader never sees half a report.</summary>
-    public void WriteJson(string path)
-    {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = File.Create(temp))
-            using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-                Write(w);
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { }
-            throw;
-        }
-    }
+    public void WriteJson(string path) => JsonReportFile.Write(path, Write);
 
-    public string ToJson()
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true })) Write(w);
-        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
-    }
+    public string ToJson() => JsonReportFile.ToJson(Write);
 
     private void Write(Utf8JsonWriter w)
     {

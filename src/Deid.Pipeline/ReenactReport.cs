@@ -92,28 +92,9 @@ public sealed class ReenactReport
     internal void AddWarning(string warning) { if (!_warnings.Contains(warning)) _warnings.Add(warning); }
 
     /// <summary>Through a temp file and a rename, so a reader never sees half a report.</summary>
-    public void WriteJson(string path)
-    {
-        var full = Path.GetFullPath(path);
-        var temp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(temp, ToJson());
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(temp); } catch (IOException) { }
-            throw;
-        }
-    }
+    public void WriteJson(string path) => JsonReportFile.Write(path, Write);
 
-    public string ToJson()
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true })) Write(w);
-        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
-    }
+    public string ToJson() => JsonReportFile.ToJson(Write);
 
     private static void Num(Utf8JsonWriter w, string name, double? v, int digits = 6)
     {
