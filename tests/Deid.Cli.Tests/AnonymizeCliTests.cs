@@ -17,29 +17,13 @@ public sealed class AnonymizeCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    private static (int Code, string StdOut, string StdErr) Deid(params string[] args)
-    {
-        var dll = Path.Combine(AppContext.BaseDirectory, "deid.dll");
-        Assert.True(File.Exists(dll), $"missing {dll}");
-        return Tool.Run("dotnet", [dll, .. args]);
-    }
-
-    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string output, params string[] expected)
-    {
-        Assert.NotEqual(0, r.Code);
-        var lines = r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("deid: error: ", lines[0]);
-        Assert.True(expected.Any(e => lines[0].Contains(e, StringComparison.OrdinalIgnoreCase)), $"unexpected message: {lines[0]}");
-        Assert.False(File.Exists(output), "no output file may be left behind");
-        // Nor a temp file beside it.
-        Assert.DoesNotContain(Directory.GetFiles(_tmp.Path, "*", SearchOption.AllDirectories), f => Path.GetFileName(f).Contains("out", StringComparison.Ordinal));
-    }
+    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string output, params string[] expected) =>
+        DeidCli.AssertFailsCleanly(r, _tmp.Path, output, expected);
 
     [Fact]
     public void Help_Works()
     {
-        var r = Deid("anonymize", "--help");
+        var r = RunDeid("anonymize", "--help");
         Assert.Equal(0, r.Code);
         foreach (var opt in new[] { "--output", "--mode", "--report", "--workers", "--batch-size", "--crop-size", "--max-missing", "--device", "--detector", "--min-confidence" })
             Assert.Contains(opt, r.StdOut);
@@ -50,29 +34,22 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         // An empty model store: the SSD weights are looked up under $DEID_MODELS/face-api.
         var models = Directory.CreateDirectory(_tmp.File("models")).FullName;
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "deid.dll"), "anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd" })
-            psi.ArgumentList.Add(a);
-        psi.Environment["DEID_MODELS"] = models;
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        AssertFailsCleanly((p.ExitCode, stdout, err.Result), _tmp.File("out.mp4"), "deid models fetch");
+        var r = RunDeid(new Dictionary<string, string> { ["DEID_MODELS"] = models }, "anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd");
+        AssertFailsCleanly(r, _tmp.File("out.mp4"), "deid models fetch");
     }
 
     [Fact]
     public void UnknownDetector() =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "mtcnn"), _tmp.File("out.mp4"), "unknown detector");
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "mtcnn"), _tmp.File("out.mp4"), "unknown detector");
 
     [Fact]
     public void MinConfidence_OutOfRange() =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", "--min-confidence", "1.5"),
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", "--min-confidence", "1.5"),
             _tmp.File("out.mp4"), "min confidence must lie strictly between 0 and 1");
 
     [Fact]
     public void MinConfidence_WithHog_SaysItIsForSsd() =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--min-confidence", "0.3"),
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--min-confidence", "0.3"),
             _tmp.File("out.mp4"), "--detector ssd or both");
 
     /// <summary>A command line that does not parse: one line (no help dump, no .NET type names) and exit code 2.</summary>
@@ -82,7 +59,7 @@ public sealed class AnonymizeCliTests : IDisposable
     [InlineData("--bogus", "Unrecognized command or argument '--bogus'")]
     public void UnparsableCommandLine_OneLineAndExitCode2(string arg, string expected)
     {
-        var r = Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", arg);
+        var r = RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--detector", "ssd", arg);
         Assert.Equal(2, r.Code);
         AssertFailsCleanly(r, _tmp.File("out.mp4"), expected);
         Assert.Contains("(see `deid anonymize --help`)", r.StdErr);
@@ -92,18 +69,18 @@ public sealed class AnonymizeCliTests : IDisposable
 
     [Fact]
     public void MissingOutputOption_NamesIt() =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value), _tmp.File("out.mp4"), "Option '--output' is required");
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value), _tmp.File("out.mp4"), "Option '--output' is required");
 
     [Fact]
     public void MissingInput() =>
-        AssertFailsCleanly(Deid("anonymize", _tmp.File("nope.mp4"), "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "nope.mp4", "not found", "does not exist", "no such");
+        AssertFailsCleanly(RunDeid("anonymize", _tmp.File("nope.mp4"), "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "nope.mp4", "not found", "does not exist", "no such");
 
     [Fact]
     public void ZeroByteInput()
     {
         var input = _tmp.File("empty.mp4");
         File.WriteAllBytes(input, []);
-        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "empty", "zero", "0 bytes");
+        AssertFailsCleanly(RunDeid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "empty", "zero", "0 bytes");
     }
 
     [Fact]
@@ -112,7 +89,7 @@ public sealed class AnonymizeCliTests : IDisposable
         var input = _tmp.File("cut.mp4");
         var bytes = File.ReadAllBytes(TestPaths.Video("talk_small.mp4"));
         File.WriteAllBytes(input, bytes[..(bytes.Length / 3)]);
-        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "truncated", "corrupt", "not a video", "invalid", "cannot", "could not");
+        AssertFailsCleanly(RunDeid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "truncated", "corrupt", "not a video", "invalid", "cannot", "could not");
     }
 
     [Fact]
@@ -120,7 +97,7 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         var input = _tmp.File("text.mp4");
         File.WriteAllText(input, "this is not a video at all\n");
-        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "not a video", "invalid", "corrupt", "unrecognized", "cannot", "could not");
+        AssertFailsCleanly(RunDeid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "not a video", "invalid", "corrupt", "unrecognized", "cannot", "could not");
     }
 
     [Fact]
@@ -128,14 +105,14 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         var input = _tmp.File("sound.m4a");
         Tool.Ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac", input);
-        AssertFailsCleanly(Deid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "audio", "no video");
+        AssertFailsCleanly(RunDeid("anonymize", input, "-o", _tmp.File("out.mp4")), _tmp.File("out.mp4"), "audio", "no video");
     }
 
     [Fact]
     public void UnwritableOutputFolder()
     {
         var output = Path.Combine(_tmp.Path, "no", "such", "dir", "out.mp4");
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", output), output, "folder", "directory", "writ", "exist");
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", output), output, "folder", "directory", "writ", "exist");
     }
 
     [Fact]
@@ -144,7 +121,7 @@ public sealed class AnonymizeCliTests : IDisposable
         var input = _tmp.File("in.mp4");
         File.Copy(SmallClip.Value, input);
         var before = File.ReadAllBytes(input);
-        var r = Deid("anonymize", input, "-o", input);
+        var r = RunDeid("anonymize", input, "-o", input);
         Assert.NotEqual(0, r.Code);
         Assert.StartsWith("deid: error: ", r.StdErr.Trim());
         Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
@@ -154,7 +131,7 @@ public sealed class AnonymizeCliTests : IDisposable
 
     [Fact]
     public void UnknownMode() =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--mode", "smudge"), _tmp.File("out.mp4"), "mode");
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--mode", "smudge"), _tmp.File("out.mp4"), "mode");
 
     /// <summary>.ci/run allows this skip: it is what a CUDA build on a GPU machine reports.</summary>
     public const string CudaPresentReason = "a CUDA device is usable here: the error for --device cuda without CUDA cannot occur";
@@ -163,7 +140,7 @@ public sealed class AnonymizeCliTests : IDisposable
     public void CudaWithoutCuda_IsAClearError()
     {
         Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), CudaPresentReason);
-        var r = Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--device", "cuda");
+        var r = RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), "--device", "cuda");
         AssertFailsCleanly(r, _tmp.File("out.mp4"), "CUDA");
     }
 
@@ -172,7 +149,7 @@ public sealed class AnonymizeCliTests : IDisposable
     {
         var output = _tmp.File("out.mp4");
         var report = _tmp.File("r.json");
-        var r = Deid("anonymize", SmallClip.Value, "-o", output, "--report", report, "--workers", "2", "--batch-size", "4", "--mode", "pixelate");
+        var r = RunDeid("anonymize", SmallClip.Value, "-o", output, "--report", report, "--workers", "2", "--batch-size", "4", "--mode", "pixelate");
         Assert.True(r.Code == 0, r.StdErr);
         Assert.True(File.Exists(output));
         Assert.Equal(Tool.CountFrames(SmallClip.Value), Tool.CountFrames(output));

@@ -4,7 +4,7 @@ using Deid.TestSupport;
 
 namespace Deid.Cli.Tests;
 
-/// <summary>Short low-resolution clips cut from the shared ones (once per test process), and a way to run `deid` as a process.</summary>
+/// <summary>Short low-resolution clips cut from the shared ones (once per test process).</summary>
 public static class BatchTestSupport
 {
     private static readonly Lazy<string> ClipDir = new(() =>
@@ -31,37 +31,6 @@ public static class BatchTestSupport
     /// <summary>The same clips, 2 s long (something to interrupt).</summary>
     public static string LongClip(string name) => Path.Combine(LongDir.Value, name + ".mp4");
 
-    public static string Dll => Path.Combine(AppContext.BaseDirectory, "deid.dll");
-
-    public static ProcessStartInfo StartInfo(IEnumerable<string> args, IDictionary<string, string>? env = null, bool defaultSigint = false)
-    {
-        Assert.True(File.Exists(Dll), $"missing {Dll}");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (defaultSigint)
-        {
-            // A process started from a non-interactive shell's background job (CI runners, `make test &`) inherits
-            // SIGINT as ignored, and .NET rightly keeps it ignored. Reset it, as a terminal would have it; and run it
-            // niced, so that on a loaded machine the test watching it still gets the CPU to interrupt it in time.
-            psi.FileName = "/usr/bin/python3";
-            foreach (var a in new[] { "-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.nice(10); os.execvp(sys.argv[1], sys.argv[1:])", "dotnet" })
-                psi.ArgumentList.Add(a);
-        }
-        psi.ArgumentList.Add(Dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in env ?? new Dictionary<string, string>()) psi.Environment[k] = v;
-        return psi;
-    }
-
-    public static (int Code, string StdOut, string StdErr) RunDeid(IDictionary<string, string>? env, params string[] args)
-    {
-        using var p = Process.Start(StartInfo(args, env))!;
-        var err = p.StandardError.ReadToEndAsync();
-        var output = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, output, err.Result);
-    }
-
-    public static (int Code, string StdOut, string StdErr) RunDeid(params string[] args) => RunDeid(null, args);
 
     public static List<JsonElement> Manifest(string path) =>
         File.ReadAllLines(path).Where(l => l.Length > 0).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();

@@ -10,26 +10,11 @@ public sealed class HardeningCliTests : IDisposable
     private readonly TempDir _tmp = new();
     public void Dispose() => _tmp.Dispose();
 
-    private static string Dll => Path.Combine(AppContext.BaseDirectory, "deid.dll");
+    private static ProcessStartInfo Psi(IEnumerable<string> args, string? models = null) =>
+        StartInfo(args, models == null ? null : new Dictionary<string, string> { ["DEID_MODELS"] = models });
 
-    private static ProcessStartInfo Psi(IEnumerable<string> args, string? models = null)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Dll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (models != null) psi.Environment["DEID_MODELS"] = models;
-        psi.Environment.Remove("DEID_DEBUG");
-        return psi;
-    }
-
-    private static (int Code, string StdOut, string StdErr) Deid(string[] args, string? models = null)
-    {
-        using var p = Process.Start(Psi(args, models))!;
-        var err = p.StandardError.ReadToEndAsync();
-        var o = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, o, err.Result);
-    }
+    private static (int Code, string StdOut, string StdErr) Deid(string[] args, string? models = null) =>
+        RunDeid(models == null ? null : new Dictionary<string, string> { ["DEID_MODELS"] = models }, args);
 
     private string Clip(double seconds, string scale = "128:128", string audio = "copy", string name = "clip.mp4")
     {
@@ -46,13 +31,7 @@ public sealed class HardeningCliTests : IDisposable
         return p;
     }
 
-    private static string OneErrorLine((int Code, string StdOut, string StdErr) r)
-    {
-        Assert.Equal(1, r.Code);
-        var line = Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("deid: error: ", line);
-        return line;
-    }
+    private static string OneErrorLine((int Code, string StdOut, string StdErr) r) => DeidCli.OneErrorLine(r, code: 1);
 
     private static string Streams(string path, string type) => string.Join(",",
         Tool.Probe(path).RootElement.GetProperty("streams").EnumerateArray()

@@ -17,38 +17,17 @@ public sealed class LatentCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    private static (int Code, string StdOut, string StdErr) Deid(IReadOnlyDictionary<string, string>? env, params string[] args)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "deid.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout, err.Result);
-    }
-
-    private static (int Code, string StdOut, string StdErr) Deid(params string[] args) => Deid(null, args);
 
     private string[] Latent(params string[] more) =>
         ["anonymize", Clip.Value, "-o", _tmp.File("out.mp4"), "--mode", "latent", "--random-weights", "--random-size", "small", "--workers", "2", .. more];
 
-    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string expected)
-    {
-        Assert.NotEqual(0, r.Code);
-        var lines = r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.True(lines.Length == 1, "one line expected, got:\n" + r.StdErr);
-        Assert.StartsWith("deid: error: ", lines[0]);
-        Assert.Contains(expected, lines[0], StringComparison.OrdinalIgnoreCase);
-        Assert.Empty(Directory.GetFiles(_tmp.Path, "*out*", SearchOption.AllDirectories));
-    }
+    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string expected) =>
+        DeidCli.AssertFailsCleanly(r, _tmp.Path, null, expected);
 
     [Fact]
     public void Help_ListsTheLatentOptions()
     {
-        var r = Deid("anonymize", "--help");
+        var r = RunDeid("anonymize", "--help");
         foreach (var opt in new[] { "latent", "--identity", "--track", "--truncation", "--identity-margin", "--w-smoothing", "--weights-dir", "--random-weights", "--batch" })
             Assert.Contains(opt, r.StdOut);
     }
@@ -60,17 +39,17 @@ public sealed class LatentCliTests : IDisposable
     [InlineData("--identity=/nonexistent/someone.jpg", "identity photo not found")]
     [InlineData("--w-smoothing=maybe", "on or off")]
     [InlineData("--truncation=0", "truncation")]
-    public void BadLatentArguments_OneLine(string arg, string expected) => AssertFailsCleanly(Deid(Latent(arg)), expected);
+    public void BadLatentArguments_OneLine(string arg, string expected) => AssertFailsCleanly(RunDeid(Latent(arg)), expected);
 
     [Fact]
     public void LatentOptionsWithoutLatentMode_AreRefused() =>
-        AssertFailsCleanly(Deid("anonymize", Clip.Value, "-o", _tmp.File("out.mp4"), "--identity", "seed:3"), "--mode latent");
+        AssertFailsCleanly(RunDeid("anonymize", Clip.Value, "-o", _tmp.File("out.mp4"), "--identity", "seed:3"), "--mode latent");
 
     [Fact]
     public void MissingWeights_ListEachFileAndTheFix()
     {
         var models = Directory.CreateDirectory(_tmp.File("models")).FullName;
-        var r = Deid(new Dictionary<string, string> { ["DEID_MODELS"] = models }, "anonymize", Clip.Value, "-o", _tmp.File("out.mp4"), "--mode", "latent");
+        var r = RunDeid(new Dictionary<string, string> { ["DEID_MODELS"] = models }, "anonymize", Clip.Value, "-o", _tmp.File("out.mp4"), "--mode", "latent");
         AssertFailsCleanly(r, "latent mode needs weights that are missing");
         foreach (var part in new[] { "G (", "E_id (", "E_attr (", "M (", "deid models import", "--random-weights" }) Assert.Contains(part, r.StdErr);
     }
@@ -79,14 +58,14 @@ public sealed class LatentCliTests : IDisposable
     public void Cuda_WhereThereIsNone_IsOneLine()
     {
         Assert.SkipWhen(global::Deid.Models.DeviceSelection.CudaAvailable(), AnonymizeCliTests.CudaPresentReason);
-        AssertFailsCleanly(Deid(Latent("--device", "cuda")), "CUDA");
+        AssertFailsCleanly(RunDeid(Latent("--device", "cuda")), "CUDA");
     }
 
     [Fact]
     public void Latent_RunsEndToEnd_ReportsTheAudit_AndEvaluatesUnchanged()
     {
         var report = _tmp.File("r.json");
-        var r = Deid(Latent("--report", report, "--identity", "seed:11"));
+        var r = RunDeid(Latent("--report", report, "--identity", "seed:11"));
         Assert.True(r.Code == 0, r.StdErr);
         Assert.Contains("audit:", r.StdOut);
         Assert.Contains("RANDOM WEIGHTS", r.StdErr);
@@ -106,7 +85,7 @@ public sealed class LatentCliTests : IDisposable
                         Assert.True(face.TryGetProperty("audit", out var a) && a.TryGetProperty("similarityToSource", out _));
         }
 
-        var eval = Deid("evaluate", "--source", Clip.Value, "--output", _tmp.File("out.mp4"), "--target", "seed:11", "-o", _tmp.File("eval"));
+        var eval = RunDeid("evaluate", "--source", Clip.Value, "--output", _tmp.File("out.mp4"), "--target", "seed:11", "-o", _tmp.File("eval"));
         Assert.True(eval.Code == 0, eval.StdErr);
         Assert.True(File.Exists(Path.Combine(_tmp.File("eval"), "report.json")));
     }

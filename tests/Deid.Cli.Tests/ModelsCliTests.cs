@@ -10,16 +10,6 @@ public sealed class ModelsCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    private static (int Code, string StdOut, string StdErr) Deid(params string[] args) =>
-        Tool.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "deid.dll"), .. args]);
-
-    /// <summary>A failed run's stderr: exactly one line.</summary>
-    private static string OneErrorLine((int Code, string StdOut, string StdErr) r)
-    {
-        Assert.NotEqual(0, r.Code);
-        return Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-    }
-
     private string Store(out string weights)
     {
         var store = new ModelStore(_tmp.Path);
@@ -33,7 +23,7 @@ public sealed class ModelsCliTests : IDisposable
     [Fact]
     public void Verify_IntactStore_ExitsZero()
     {
-        var r = Deid("models", "verify", "--models", Store(out _));
+        var r = RunDeid("models", "verify", "--models", Store(out _));
         Assert.True(r.Code == 0, r.StdErr);
         Assert.Contains("irse50/model_ir_se50.safetensors", r.StdOut);
         Assert.Contains("all 1 recorded files match their sha256", r.StdOut);
@@ -44,7 +34,7 @@ public sealed class ModelsCliTests : IDisposable
     {
         var dir = Store(out var weights);
         File.WriteAllBytes(weights, [1, 2, 3, 5]);   // same size, other bytes: only the hash can tell
-        var line = OneErrorLine(Deid("models", "verify", "--models", dir));
+        var line = OneErrorLine(RunDeid("models", "verify", "--models", dir));
         Assert.StartsWith("deid: error: 1 of 1 recorded files failed verification (1 changed, 0 missing: irse50/model_ir_se50.safetensors)", line);
         Assert.Contains("imported again", line);
     }
@@ -52,7 +42,7 @@ public sealed class ModelsCliTests : IDisposable
     [Fact]
     public void Import_MissingFile_SaysSo()
     {
-        var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "stylegan2", "--models", _tmp.Path);
+        var r = RunDeid("models", "import", _tmp.File("550000.pt"), "--as", "stylegan2", "--models", _tmp.Path);
         Assert.Equal(1, r.Code);
         var line = OneErrorLine(r);
         Assert.Equal($"deid: error: checkpoint not found: {_tmp.File("550000.pt")}", line);
@@ -62,7 +52,7 @@ public sealed class ModelsCliTests : IDisposable
     [Fact]
     public void Import_UnknownKind_ListsTheKnownOnesOnOneLine()
     {
-        var r = Deid("models", "import", _tmp.File("550000.pt"), "--as", "biggan", "--models", _tmp.Path);
+        var r = RunDeid("models", "import", _tmp.File("550000.pt"), "--as", "biggan", "--models", _tmp.Path);
         Assert.Equal(2, r.Code);
         var line = OneErrorLine(r);
         Assert.Contains("'biggan' not recognized. Must be one of: 'stylegan2', 'irse50', 'inception', 'port-attr-encoder', 'port-mapper'", line);
@@ -77,7 +67,7 @@ public sealed class ModelsCliTests : IDisposable
         var store = Path.Combine(_tmp.Path, "models");
         var pt = Path.Combine(src, "maper_FIXTURE_0.pt");
 
-        var r = Deid("models", "import", pt, "--as", "port-mapper", "--models", store);
+        var r = RunDeid("models", "import", pt, "--as", "port-mapper", "--models", store);
         Assert.True(r.Code == 0, r.StdErr);
         var written = Path.Combine(store, "latent", "M.safetensors");
         Assert.Contains($"wrote {written}: port-mapper, 8 tensors", r.StdOut);
@@ -85,7 +75,7 @@ public sealed class ModelsCliTests : IDisposable
         Assert.Equal(ModelStore.Sha256Of(written), recorded.Sha256);
         Assert.Contains(ModelStore.Sha256Of(pt), recorded.Source);
 
-        var list = Deid("models", "list", "--models", store);
+        var list = RunDeid("models", "list", "--models", store);
         Assert.True(list.Code == 0, list.StdErr);
         var row = Assert.Single(list.StdOut.Split('\n'), l => l.Contains("latent/M.safetensors"));
         Assert.Contains("present", row);
@@ -95,7 +85,7 @@ public sealed class ModelsCliTests : IDisposable
 
         // -o still writes elsewhere, and a file outside the store is not recorded in its manifest.
         var elsewhere = Path.Combine(_tmp.Path, "mine.safetensors");
-        Assert.Equal(0, Deid("models", "import", pt, "--as", "port-mapper", "--models", store, "-o", elsewhere).Code);
+        Assert.Equal(0, RunDeid("models", "import", pt, "--as", "port-mapper", "--models", store, "-o", elsewhere).Code);
         Assert.True(File.Exists(elsewhere));
         Assert.Single(new ModelStore(store).ReadManifest());
     }
@@ -105,14 +95,14 @@ public sealed class ModelsCliTests : IDisposable
     {
         var pt = _tmp.File("weights.pt");
         File.WriteAllBytes(pt, [1, 2, 3]);
-        var line = OneErrorLine(Deid("models", "import", pt, "--as", "port-attr-encoder", "--models", _tmp.Path));
+        var line = OneErrorLine(RunDeid("models", "import", pt, "--as", "port-attr-encoder", "--models", _tmp.Path));
         Assert.Contains("weights.pt is not a known checkpoint for model 'attr-encoder' (expected attr_encoder_*.pt); pass -o", line);
     }
 
     [Fact]
     public void Verify_WithoutManifest_SaysWhatToRun()
     {
-        var line = OneErrorLine(Deid("models", "verify", "--models", _tmp.Path));
+        var line = OneErrorLine(RunDeid("models", "verify", "--models", _tmp.Path));
         Assert.Contains("no manifest.json", line);
         Assert.Contains("deid models fetch", line);
     }

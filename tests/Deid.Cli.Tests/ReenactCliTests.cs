@@ -20,29 +20,11 @@ public sealed class ReenactCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    private static (int Code, string StdOut, string StdErr) Deid(params string[] args)
-    {
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "deid.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["DEID_MODELS"] = TestPaths.Models;
-        using var p = System.Diagnostics.Process.Start(psi)!;
-        var err = p.StandardError.ReadToEndAsync();
-        var stdout = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, stdout, err.Result);
-    }
+    private static (int Code, string StdOut, string StdErr) Deid(params string[] args) =>
+        RunDeid(new Dictionary<string, string> { ["DEID_MODELS"] = TestPaths.Models }, args);
 
-    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string output, params string[] expected)
-    {
-        Assert.NotEqual(0, r.Code);
-        var lines = r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("deid: error: ", lines[0]);
-        Assert.True(expected.Any(e => lines[0].Contains(e, StringComparison.OrdinalIgnoreCase)), $"unexpected message: {lines[0]}");
-        Assert.False(File.Exists(output), "no output file may be left behind");
-        Assert.DoesNotContain(Directory.GetFiles(_tmp.Path, "*", SearchOption.AllDirectories), f => Path.GetFileName(f).Contains("out", StringComparison.Ordinal));
-    }
+    private void AssertFailsCleanly((int Code, string StdOut, string StdErr) r, string output, params string[] expected) =>
+        DeidCli.AssertFailsCleanly(r, _tmp.Path, output, expected);
 
     [Fact]
     public void Help_ListsTheOptions()

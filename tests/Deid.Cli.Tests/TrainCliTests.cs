@@ -9,23 +9,16 @@ public sealed class TrainCliTests : IDisposable
 
     public void Dispose() => _tmp.Dispose();
 
-    private static (int Code, string StdOut, string StdErr) Deid(params string[] args) =>
-        Tool.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "deid.dll"), .. args]);
-
-    private static string OneErrorLine((int Code, string StdOut, string StdErr) r)
-    {
-        Assert.Equal(1, r.Code);
-        return Assert.Single(r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-    }
+    private static string OneErrorLine((int Code, string StdOut, string StdErr) r) => DeidCli.OneErrorLine(r, code: 1);
 
     [Fact]
     public void Generate_dataset_with_a_missing_or_non_stylegan_generator_fails_in_one_line_and_writes_nothing()
     {
         var outDir = _tmp.File("ds");
-        Assert.Contains("generator file not found", OneErrorLine(Deid("generate-dataset", "--generator", _tmp.File("nope.safetensors"), "--count", "4", "-o", outDir)));
+        Assert.Contains("generator file not found", OneErrorLine(RunDeid("generate-dataset", "--generator", _tmp.File("nope.safetensors"), "--count", "4", "-o", outDir)));
         var notG = _tmp.File("notg.safetensors");
         File.WriteAllText(notG, "not a generator at all");
-        Assert.Contains("is not a StyleGAN2 generator", OneErrorLine(Deid("generate-dataset", "--generator", notG, "--count", "4", "-o", outDir)));
+        Assert.Contains("is not a StyleGAN2 generator", OneErrorLine(RunDeid("generate-dataset", "--generator", notG, "--count", "4", "-o", outDir)));
         Assert.False(Directory.Exists(outDir));
     }
 
@@ -33,13 +26,13 @@ public sealed class TrainCliTests : IDisposable
     public void Train_on_a_missing_empty_or_foreign_dataset_folder_fails_in_one_line()
     {
         var g = _tmp.File("g.safetensors");
-        Assert.Contains("dataset folder not found", OneErrorLine(Deid("train", "--data", _tmp.File("none"), "--generator", g, "-o", _tmp.File("run"))));
+        Assert.Contains("dataset folder not found", OneErrorLine(RunDeid("train", "--data", _tmp.File("none"), "--generator", g, "-o", _tmp.File("run"))));
         Directory.CreateDirectory(_tmp.File("empty"));
-        Assert.Contains("is empty", OneErrorLine(Deid("train", "--data", _tmp.File("empty"), "--generator", g, "-o", _tmp.File("run"))));
+        Assert.Contains("is empty", OneErrorLine(RunDeid("train", "--data", _tmp.File("empty"), "--generator", g, "-o", _tmp.File("run"))));
         Directory.CreateDirectory(_tmp.File("foreign"));
         File.WriteAllText(_tmp.File("foreign/a.png"), "x");
-        Assert.Contains("not a deid dataset", OneErrorLine(Deid("train", "--data", _tmp.File("foreign"), "--generator", g, "-o", _tmp.File("run"))));
-        Assert.Contains("unknown config key 'lr'", OneErrorLine(Deid("train", "--data", _tmp.File("foreign"), "--generator", g, "-o", _tmp.File("run"), "--set", "lr=1")));
+        Assert.Contains("not a deid dataset", OneErrorLine(RunDeid("train", "--data", _tmp.File("foreign"), "--generator", g, "-o", _tmp.File("run"))));
+        Assert.Contains("unknown config key 'lr'", OneErrorLine(RunDeid("train", "--data", _tmp.File("foreign"), "--generator", g, "-o", _tmp.File("run"), "--set", "lr=1")));
         Assert.False(Directory.Exists(_tmp.File("run")));
     }
 }
