@@ -24,7 +24,12 @@ public sealed record EvaluationOptions
 /// <summary>One analysed face: detector box, 68 landmarks, recognizer embedding, head pose.</summary>
 public sealed record FaceObservation(FaceBox Box, FaceLandmarks Landmarks, float[] Embedding, Pose Pose);
 
-/// <summary>The networks an evaluation run shares: detector, landmark predictor, FFHQ aligner, recognizer, threshold.</summary>
+/// <summary>
+/// The networks an evaluation run shares: detector, landmark predictor, FFHQ aligner, recognizer, threshold.
+/// The evaluation is the anonymizer's judge, so it deliberately does not find faces through the pipeline's
+/// <c>FaceImageService</c>/detect stage: it scans whole frames with its own HOG settings (upsampling small images,
+/// no speed shortcuts), so a face the pipeline's detector misses is not missed by its judge for the same reason.
+/// </summary>
 public sealed class EvalContext : IDisposable
 {
     /// <summary>Used when no calibration set can be found: the value calibrated on face-api's 8 people with this recognizer.</summary>
