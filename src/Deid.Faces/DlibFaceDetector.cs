@@ -24,6 +24,9 @@ public sealed unsafe class DlibFaceDetector : IDisposable
         if (_handle.IsInvalid) throw new FaceException("cannot create the dlib face detector: " + Native.LastError());
     }
 
+    /// <summary>The instruction set the loaded dlib shim was built for (avx2 where the CPU has it, else the x86-64 baseline).</summary>
+    public static string Isa { get { Native.EnsureLoaded(); return Native.Simd; } }
+
     public int Upsample { get; }
     public int MaxSide { get; }
     public double Threshold { get; }

@@ -59,21 +59,23 @@ public sealed unsafe class DlibShapePredictor : IDisposable
         if (!(box.Width > 1 && box.Height > 1) || !float.IsFinite(box.Left) || !float.IsFinite(box.Top))
             throw new ArgumentException($"invalid face box {box}", nameof(box));
 
-        // The shim converts its whole input to grey; a generous window round the box keeps that cost per face
-        // instead of per frame while still holding every pixel the regression trees sample.
+        // The shim reads grey pixels in place; a generous window round the box holds every pixel the regression trees
+        // sample, so a colour frame costs a grey conversion of that window only (OpenCV's, vectorised; same BT.601
+        // fixed-point weights as the shim's own conversion), not of the whole frame per face.
         float mx = box.Width, my = box.Height;
         int x0 = Math.Clamp((int)MathF.Floor(box.Left - mx), 0, bgr.Width - 1);
         int y0 = Math.Clamp((int)MathF.Floor(box.Top - my), 0, bgr.Height - 1);
         int x1 = Math.Clamp((int)MathF.Ceiling(box.Right + mx), x0 + 1, bgr.Width);
         int y1 = Math.Clamp((int)MathF.Ceiling(box.Bottom + my), y0 + 1, bgr.Height);
-        long step = bgr.Step();
-        int channels = bgr.Channels();
-        byte* origin = (byte*)bgr.Data + y0 * step + (long)x0 * channels;
+        using var window = new Mat(bgr, new Rect(x0, y0, x1 - x0, y1 - y0));
+        using var grey = bgr.Channels() == 1 ? null : new Mat();
+        if (grey != null) Cv2.CvtColor(window, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        var src = grey ?? window;
 
         var xy = new float[FaceLandmarks.Count * 2];
         int n;
         fixed (float* outp = xy)
-            n = Native.deid_predict(_handle, origin, x1 - x0, y1 - y0, (int)step, channels,
+            n = Native.deid_predict(_handle, (byte*)src.Data, src.Width, src.Height, (int)src.Step(), 1,
                 box.Left - x0, box.Top - y0, box.Right - x0, box.Bottom - y0, outp, FaceLandmarks.Count);
         if (n < 0) throw new FaceException("dlib landmark prediction failed: " + Native.LastError());
         if (n != FaceLandmarks.Count)

@@ -17,10 +17,12 @@ public enum BlendMode
 public static class FacePaster
 {
     private static readonly ConcurrentDictionary<int, Mat> HeadMasks = new();
+    private static readonly ConcurrentDictionary<int, Rect> HeadMaskBounds = new();
 
     /// <summary>
     /// Warps <paramref name="newCrop"/> back through face.CropToFrame and blends it under a feathered head mask.
-    /// Only face.FrameRegion of the frame is read or written.
+    /// Only the part of face.FrameRegion under the mask's non-zero pixels is read or written: the crop's corners
+    /// carry zero weight, and warping and blending them was most of paste's cost.
     /// </summary>
     public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch)
     {
@@ -30,10 +32,10 @@ public static class FacePaster
         if (frame.Type() != MatType.CV_8UC3) throw new ArgumentException($"paste needs a BGR 8-bit frame, got {frame.Type()}", nameof(frame));
         if (newCrop.Type() != MatType.CV_8UC3 || newCrop.Width != face.Size || newCrop.Height != face.Size)
             throw new ArgumentException($"the new crop must be a {face.Size}x{face.Size} BGR 8-bit image, got {newCrop.Width}x{newCrop.Height} {newCrop.Type()}", nameof(newCrop));
-        var region = face.FrameRegion & new Rect(0, 0, frame.Width, frame.Height);
+        var mask = HeadMask(face.Size);
+        var region = MaskRegion(face) & face.FrameRegion & new Rect(0, 0, frame.Width, frame.Height);
         if (region.Width <= 0 || region.Height <= 0) return;
 
-        var mask = HeadMask(face.Size);
         using var colored = mode == BlendMode.Feather ? null : MatchColors(newCrop, face.Crop, mask);
         var source = colored ?? newCrop;
 
@@ -67,6 +69,30 @@ public static class FacePaster
         Cv2.Rectangle(mask, new Rect(0, 0, n, n), Scalar.All(0), 1);
         return mask;
     });
+
+    /// <summary>Frame pixels the head mask's non-zero part can reach (its crop bounds through CropToFrame, rounded out).</summary>
+    private static Rect MaskRegion(AlignedFace face)
+    {
+        var b = HeadMaskBounds.GetOrAdd(face.Size, n =>
+        {
+            using var nonZero = new Mat();
+            Cv2.Compare(HeadMask(n), Scalar.All(0), nonZero, CmpTypes.GT);
+            return Cv2.BoundingRect(nonZero);
+        });
+        // Crop pixel centres at integers: the bounds' corners reach half a pixel beyond the outermost centres.
+        var corners = face.TransformToFrame(
+        [
+            new Point2f(b.Left - 0.5f, b.Top - 0.5f), new Point2f(b.Right - 0.5f, b.Top - 0.5f),
+            new Point2f(b.Left - 0.5f, b.Bottom - 0.5f), new Point2f(b.Right - 0.5f, b.Bottom - 0.5f),
+        ]);
+        // Bilinear sampling of the mask reaches one crop pixel further; one frame pixel of margin per crop pixel scale covers it.
+        double scale = Math.Sqrt(Math.Abs(face.CropToFrame.At<double>(0, 0) * face.CropToFrame.At<double>(1, 1)
+                                          - face.CropToFrame.At<double>(0, 1) * face.CropToFrame.At<double>(1, 0)));
+        int margin = 1 + (int)Math.Ceiling(scale);
+        int x0 = (int)MathF.Floor(corners.Min(p => p.X)) - margin, y0 = (int)MathF.Floor(corners.Min(p => p.Y)) - margin;
+        int x1 = (int)MathF.Ceiling(corners.Max(p => p.X)) + margin, y1 = (int)MathF.Ceiling(corners.Max(p => p.Y)) + margin;
+        return new Rect(x0, y0, Math.Max(0, x1 - x0 + 1), Math.Max(0, y1 - y0 + 1));
+    }
 
     internal static void Blend(Mat warped, Mat dst, Mat alpha)
     {

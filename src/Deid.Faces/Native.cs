@@ -35,18 +35,31 @@ internal static unsafe partial class Native
         catch (InvalidOperationException) { /* a resolver is already installed for this assembly */ }
     }
 
+    /// <summary>
+    /// The AVX2+FMA build of the shim where this CPU has both (dlib's HOG features and the shape predictor's
+    /// templates are compiled into the shim, so its ISA is theirs), else the x86-64 baseline build.
+    /// DEID_DLIB_ISA=baseline forces the baseline one (benchmarks, and checking it on an AVX2 machine).
+    /// </summary>
+    private static IEnumerable<string> Candidates()
+    {
+        var forced = Environment.GetEnvironmentVariable("DEID_DLIB_ISA");
+        if (forced != "baseline" && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            yield return "lib" + Lib + "_avx2.so";
+        yield return "lib" + Lib + ".so";
+    }
+
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? path)
     {
         if (name != Lib) return IntPtr.Zero;
-        var file = "lib" + Lib + ".so";
         var dirs = new List<string> { AppContext.BaseDirectory };
         if (Path.GetDirectoryName(assembly.Location) is { Length: > 0 } asmDir) dirs.Add(asmDir);
-        foreach (var dir in dirs)
-        {
-            var candidate = Path.Combine(dir, file);
-            if (File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out var h)) return h;
-        }
-        return NativeLibrary.TryLoad(file, assembly, path, out var handle) ? handle : IntPtr.Zero;
+        foreach (var file in Candidates())
+            foreach (var dir in dirs)
+            {
+                var candidate = Path.Combine(dir, file);
+                if (File.Exists(candidate) && NativeLibrary.TryLoad(candidate, out var h)) return h;
+            }
+        return NativeLibrary.TryLoad("lib" + Lib + ".so", assembly, path, out var handle) ? handle : IntPtr.Zero;
     }
 
     /// <summary>Forces the static constructor (and so the resolver) before any import is bound.</summary>
@@ -54,6 +67,12 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib)]
     private static partial IntPtr deid_last_error();
+
+    [LibraryImport(Lib)]
+    private static partial IntPtr deid_simd();
+
+    /// <summary>The instruction set the loaded shim's dlib code was compiled for (avx2, sse2...).</summary>
+    internal static string Simd => Marshal.PtrToStringUTF8(deid_simd()) ?? "unknown";
 
     internal static string LastError()
     {

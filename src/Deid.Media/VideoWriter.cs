@@ -8,10 +8,28 @@ public sealed record VideoWriterOptions
 {
     /// <summary>Video encoder; null picks libx264, or libvpx-vp9 for .webm.</summary>
     public string? Codec { get; init; }
-    /// <summary>Constant quality; null picks 18 for x264/x265, 31 for VP9.</summary>
+    /// <summary>Constant quality (lower is better; x264/x265 0..51, VP9 0..63); null picks 18 for x264/x265, 31 for VP9.</summary>
     public int? Crf { get; init; }
-    /// <summary>x264 preset; for VP9, ultrafast..veryfast pick the realtime deadline, anything else "good".</summary>
+    /// <summary>
+    /// x264 preset (<see cref="Presets"/>): faster ones cost the encoder less CPU for a larger file at the same CRF.
+    /// For VP9, ultrafast..veryfast pick the realtime deadline, anything else "good".
+    /// </summary>
     public string Preset { get; init; } = "medium";
+    /// <summary>Encoder threads; null lets the encoder choose (x264: about 1.5 per core).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>The x264 presets, fastest first.</summary>
+    public static IReadOnlyList<string> Presets { get; } =
+        ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"];
+
+    /// <summary>One-line <see cref="MediaException"/> for a preset, CRF or thread count the encoders do not take.</summary>
+    public void Validate()
+    {
+        if (!Presets.Contains(Preset))
+            throw new MediaException($"unknown encoder preset '{Preset}' (expected one of {string.Join(", ", Presets)})");
+        if (Crf is < 0 or > 63) throw new MediaException($"crf must be between 0 and 51 (x264) or 63 (VP9), got {Crf}");
+        if (Threads is < 0 or > 64) throw new MediaException($"encoder threads must be between 0 (automatic) and 64, got {Threads}");
+    }
     /// <summary>
     /// Output pixel format; null keeps the source's chroma subsampling (8-bit) where the encoder and the frame size
     /// allow it: 4:2:0 needs an even width and height, 4:2:2 an even width, so an odd size is encoded 4:4:4 instead
@@ -112,9 +130,12 @@ public sealed class VideoWriter : IDisposable
         var scope = options == null ? VideoWriterScope.Current : null;
         _source = source;
         _options = options ?? scope?.Options ?? new VideoWriterOptions();
+        _options.Validate();
         _output = Path.GetFullPath(outputPath);
         _container = ContainerOf(_output);
         _codec = _options.Codec ?? (_container == Container.WebM ? "libvpx-vp9" : "libx264");
+        if (_options.Crf > 51 && !_codec.Contains("vp9", StringComparison.Ordinal))
+            throw new MediaException($"crf must be between 0 and 51 for {_codec}, got {_options.Crf}");
         _needsSourceInput = PlanStreams();
         scope?.AddWarnings(_warnings);
         _lock = OutputLock.Acquire(_output);
@@ -399,6 +420,7 @@ public sealed class VideoWriter : IDisposable
             args.AddRange(["-crf", (_options.Crf ?? 31).ToString(inv), "-b:v", "0", "-row-mt", "1",
                 "-deadline", fast ? "realtime" : "good", "-cpu-used", fast ? "8" : "4"]);
         }
+        if (_options.Threads is int threads and > 0) args.AddRange(["-threads:v", threads.ToString(inv)]);
         if (isMov)
         {
             if (tb.Num == 1 && tb.Den <= int.MaxValue) args.AddRange(["-video_track_timescale", tb.Den.ToString(inv)]);

@@ -34,15 +34,38 @@ public sealed class HogFaceFinder : IFaceFinder
     /// </summary>
     public const double EdgePadFraction = 0.08;
 
-    private readonly DlibFaceDetector _detector = new(maxSide: (int)Math.Round(720 * (1 + 2 * EdgePadFraction)));
+    /// <summary>Long side of the padded image HOG scans; larger frames are shrunk to it (faces below 80 px at that scale are missed).</summary>
+    public static readonly int MaxScanSide = (int)Math.Round(720 * (1 + 2 * EdgePadFraction));
 
+    // The finder hands the detector an image already at scan size, so the detector never rescales.
+    private readonly DlibFaceDetector _detector = new(maxSide: int.MaxValue);
+
+    /// <summary>
+    /// Grey first, then shrunk, then padded: the same scan as padding the colour frame and shrinking that (what the
+    /// detector sees is grey either way), without a padded full-size colour copy per frame.
+    /// </summary>
     public IReadOnlyList<FaceBox> Find(Mat bgr)
     {
-        var pad = (int)Math.Round(EdgePadFraction * Math.Max(bgr.Width, bgr.Height));
+        int longSide = Math.Max(bgr.Width, bgr.Height);
+        var pad = (int)Math.Round(EdgePadFraction * longSide);
+        double scale = Math.Min(1.0, (double)MaxScanSide / (longSide + 2 * pad));
+        using var grey = new Mat();
+        if (bgr.Channels() == 1) bgr.CopyTo(grey);
+        else Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        using var small = new Mat();
+        var src = grey;
+        if (scale < 1.0)
+        {
+            var size = new Size(Math.Max(1, (int)Math.Round(bgr.Width * scale)), Math.Max(1, (int)Math.Round(bgr.Height * scale)));
+            Cv2.Resize(grey, small, size, 0, 0, InterpolationFlags.Area);
+            src = small;
+        }
+        double sx = (double)bgr.Width / src.Width, sy = (double)bgr.Height / src.Height;
+        var p = (int)Math.Round(pad * scale);
         using var image = new Mat();
-        Cv2.CopyMakeBorder(bgr, image, pad, pad, pad, pad, BorderTypes.Constant, OpenCvSharp.Scalar.All(0));
+        Cv2.CopyMakeBorder(src, image, p, p, p, p, BorderTypes.Constant, OpenCvSharp.Scalar.All(0));
         return _detector.Detect(image)
-            .Select(b => b with { Left = b.Left - pad, Right = b.Right - pad, Top = b.Top - pad, Bottom = b.Bottom - pad })
+            .Select(b => b with { Left = (b.Left - p) * (float)sx, Right = (b.Right - p) * (float)sx, Top = (b.Top - p) * (float)sy, Bottom = (b.Bottom - p) * (float)sy })
             .ToList();
     }
 

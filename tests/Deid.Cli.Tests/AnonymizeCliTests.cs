@@ -164,4 +164,25 @@ public sealed class AnonymizeCliTests : IDisposable
         Assert.False(doc.RootElement.TryGetProperty("minConfidence", out _));
         Assert.Equal(totals.GetProperty("frames").GetInt32(), doc.RootElement.GetProperty("frames").GetArrayLength());
     }
+
+    [Theory]
+    [InlineData("--preset", "fastest", "unknown encoder preset 'fastest'")]
+    [InlineData("--crf", "99", "crf must be between 0 and 51")]
+    [InlineData("--encoder-threads", "-1", "--encoder-threads must be between 0")]
+    public void BadEncoderOption_OneLineNoOutput(string option, string value, string expected) =>
+        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), option, value), _tmp.File("out.mp4"), expected);
+
+    [Fact]
+    public void EncoderOptions_ReachTheEncoder()
+    {
+        var output = _tmp.File("fast.mp4");
+        var r = Deid("anonymize", SmallClip.Value, "-o", output, "--mode", "pixelate", "--preset", "ultrafast", "--crf", "30", "--encoder-threads", "1");
+        Assert.True(r.Code == 0, r.StdErr);
+        Assert.Equal(Tool.CountFrames(SmallClip.Value), Tool.CountFrames(output));
+        // x264 records its settings in the stream (an SEI message): the options must be the ones given.
+        var sei = System.Text.Encoding.ASCII.GetString(File.ReadAllBytes(output));
+        Assert.Contains("crf=30.0", sei);
+        Assert.Contains(" threads=1 ", sei);
+        Assert.Contains("subme=0", sei); // ultrafast's subpixel refinement (medium's is 7)
+    }
 }

@@ -25,6 +25,20 @@ public sealed class AnonymizeOptionSet
     {
         Description = "Re-encode the audio instead of copying it: opus (e.g. for .webm output from AAC input).",
     };
+    public Option<string> Preset { get; } = new("--preset")
+    {
+        Description = "x264 preset of the output video: ultrafast, superfast, veryfast, faster, fast, medium (default), slow, slower, veryslow. Faster presets cost less CPU and give a larger file at the same --crf.",
+        DefaultValueFactory = _ => "medium",
+    };
+    public Option<int?> Crf { get; } = new("--crf")
+    {
+        Description = "Constant quality of the output video, lower is better: 0..51 for H.264 (default 18, visually lossless), 0..63 for VP9/.webm (default 31).",
+    };
+    public Option<int> EncoderThreads { get; } = new("--encoder-threads")
+    {
+        Description = "Threads of the video encoder (0 = the encoder's own choice, the default).",
+        DefaultValueFactory = _ => 0,
+    };
     public Option<int> BatchTimeout { get; } = new("--batch-timeout")
     {
         Description = "Milliseconds after which a short face batch is sent anyway (0 = off: batches are cut by counts only, so reruns give identical pixels).",
@@ -76,7 +90,7 @@ public sealed class AnonymizeOptionSet
 
     public IEnumerable<Option> All =>
     [
-        Mode, DropSubtitles, AudioTranscode, Workers, BatchSize, BatchTimeout, CropSize, MaxMissing, Device, Detector, MinConfidence,
+        Mode, DropSubtitles, AudioTranscode, Preset, Crf, EncoderThreads, Workers, BatchSize, BatchTimeout, CropSize, MaxMissing, Device, Detector, MinConfidence,
         Identity, Track, Truncation, Margin, WSmoothing, WeightsDir, RandomWeights, RandomSize,
     ];
 
@@ -100,7 +114,12 @@ public sealed class AnonymizeOptionSet
             Workers = r.GetValue(Workers),
             BatchSize = r.GetValue(BatchSize),
             BatchTimeoutMs = r.GetValue(BatchTimeout),
-            Output = new Deid.Media.VideoWriterOptions { DropSubtitles = r.GetValue(DropSubtitles), AudioTranscode = ParseTranscode(r.GetValue(AudioTranscode)) },
+            Output = new Deid.Media.VideoWriterOptions
+            {
+                DropSubtitles = r.GetValue(DropSubtitles), AudioTranscode = ParseTranscode(r.GetValue(AudioTranscode)),
+                Preset = (r.GetValue(Preset) ?? "medium").Trim().ToLowerInvariant(), Crf = r.GetValue(Crf),
+                Threads = r.GetValue(EncoderThreads) is > 0 and var t ? t : null,
+            },
             CropSize = r.GetValue(CropSize),
             MaxMissingFrames = r.GetValue(MaxMissing),
             Device = r.GetValue(Device) ?? "cpu",
@@ -120,6 +139,10 @@ public sealed class AnonymizeOptionSet
                 },
             },
         };
+        // Checked here so a bad --preset, --crf or --encoder-threads is one line before any input is opened.
+        if (r.GetValue(EncoderThreads) is < 0 or > 64) throw new ArgumentException($"--encoder-threads must be between 0 (automatic) and 64, got {r.GetValue(EncoderThreads)}");
+        try { options.Output.Validate(); }
+        catch (Deid.Media.MediaException e) { throw new ArgumentException(e.Message, e); }
         // Given, not GetResult: an option with a default has an (implicit) result even when the command line lacks it.
         if (options.Mode != AnonymizeMode.Latent && (Given(r, Identity) || Given(r, Track) || r.GetValue(RandomWeights) || Given(r, WeightsDir)))
             throw new ArgumentException("--identity, --track, --weights-dir and --random-weights belong to --mode latent");

@@ -12,6 +12,29 @@ thread_local std::string g_error;
 
 int fail(const std::exception& e) { g_error = e.what(); return -1; }
 
+}  // namespace
+
+// A caller's 8-bit grey buffer seen as a dlib (read-only) generic image without copying it: the detector and the
+// shape predictor only read their input, and a copy per call (per face, for the predictor) was pure overhead.
+// The accessors live beside the type so dlib's templates find them by argument-dependent lookup.
+namespace deid {
+struct gray_view {
+    const unsigned char* data;
+    long rows, cols, stride;
+};
+inline long num_rows(const gray_view& v) { return v.rows; }
+inline long num_columns(const gray_view& v) { return v.cols; }
+inline long width_step(const gray_view& v) { return v.stride; }
+inline const void* image_data(const gray_view& v) { return v.data; }
+}  // namespace deid
+
+namespace dlib {
+template <> struct image_traits<deid::gray_view> { typedef unsigned char pixel_type; };
+}  // namespace dlib
+
+namespace {
+using deid::gray_view;
+
 // Grey copy of an 8-bit image with 1 (grey) or 3/4 (BGR/BGRA) channels.
 void to_gray(const unsigned char* data, int width, int height, int stride, int channels,
              dlib::array2d<unsigned char>& out) {
@@ -37,6 +60,21 @@ extern "C" {
 
 DEID_API const char* deid_last_error() { return g_error.c_str(); }
 
+// Which instruction set dlib's templates were compiled for in this build of the shim (the loader picks one).
+DEID_API const char* deid_simd() {
+#if defined(DLIB_HAVE_AVX2)
+    return "avx2";
+#elif defined(DLIB_HAVE_AVX)
+    return "avx";
+#elif defined(DLIB_HAVE_SSE41)
+    return "sse4.1";
+#elif defined(DLIB_HAVE_SSE2)
+    return "sse2";
+#else
+    return "none";
+#endif
+}
+
 DEID_API void* deid_detector_new() {
     try { return new dlib::frontal_face_detector(dlib::get_frontal_face_detector()); }
     catch (const std::exception& e) { fail(e); return nullptr; }
@@ -49,12 +87,16 @@ DEID_API int deid_detect(void* detector, const unsigned char* data, int width, i
                 int upsample, double adjust_threshold, double* out, int max_faces) {
     try {
         auto& det = *static_cast<dlib::frontal_face_detector*>(detector);
-        dlib::array2d<unsigned char> img;
-        to_gray(data, width, height, stride, channels, img);
-        double scale = 1.0;
-        for (int i = 0; i < upsample; ++i) { dlib::pyramid_up(img); scale *= 2.0; }
         std::vector<dlib::rect_detection> dets;
-        det(img, dets, adjust_threshold);
+        double scale = 1.0;
+        if (channels == 1 && upsample == 0) {
+            det(gray_view{data, height, width, stride}, dets, adjust_threshold);
+        } else {
+            dlib::array2d<unsigned char> img;
+            to_gray(data, width, height, stride, channels, img);
+            for (int i = 0; i < upsample; ++i) { dlib::pyramid_up(img); scale *= 2.0; }
+            det(img, dets, adjust_threshold);
+        }
         int n = (int)std::min<size_t>(dets.size(), (size_t)max_faces);
         for (int i = 0; i < n; ++i) {
             const auto& r = dets[i].rect;
@@ -84,11 +126,16 @@ DEID_API int deid_predict(void* predictor, const unsigned char* data, int width,
                  double left, double top, double right, double bottom, float* out_xy, int max_parts) {
     try {
         auto& sp = *static_cast<dlib::shape_predictor*>(predictor);
-        dlib::array2d<unsigned char> img;
-        to_gray(data, width, height, stride, channels, img);
         dlib::rectangle rect((long)std::lround(left), (long)std::lround(top),
                              (long)std::lround(right) - 1, (long)std::lround(bottom) - 1);
-        dlib::full_object_detection shape = sp(img, rect);
+        dlib::full_object_detection shape;
+        if (channels == 1) {
+            shape = sp(gray_view{data, height, width, stride}, rect);
+        } else {
+            dlib::array2d<unsigned char> img;
+            to_gray(data, width, height, stride, channels, img);
+            shape = sp(img, rect);
+        }
         int n = (int)std::min<unsigned long>(shape.num_parts(), (unsigned long)max_parts);
         for (int i = 0; i < n; ++i) {
             out_xy[i * 2 + 0] = (float)shape.part(i).x();
