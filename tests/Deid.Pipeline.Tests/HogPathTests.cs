@@ -57,7 +57,7 @@ public class HogPathTests
         var info = MediaProbe.Probe(TestPaths.Video(clip));
         using var finder = new HogFaceFinder();
         using var previous = new DlibFaceDetector(maxSide: HogFaceFinder.MaxScanSide);
-        foreach (var at in FrameGrabber.EvenTimes(info, 3))
+        foreach (var at in FrameGrabber.EvenTimes(info, 2))
         {
             using var frame = FrameGrabber.Grab(info, at);
             Assert.NotNull(frame);
