@@ -85,10 +85,12 @@ public sealed class FaceFinderFactory(DetectorKind kind, SsdMobilenetv1? ssd, De
 
     private SsdMobilenetv1 Need() => ssd ?? throw new InvalidOperationException("the SSD detector was not loaded");
 
+    /// <param name="modelDir">The model store (default <c>$DEID_MODELS</c> or models/), as for every other model; the weights are in its face-api folder.</param>
     /// <exception cref="PipelineException">the SSD weights are missing.</exception>
     public static SsdMobilenetv1 LoadSsd(string? modelDir, string device)
     {
-        try { return SsdMobilenetv1.Load(modelDir, Deid.Models.DeviceSelection.Resolve(device)); }
+        var dir = Deid.Models.ModelStore.FaceApiDir(new Deid.Models.ModelStore(modelDir).Root);
+        try { return SsdMobilenetv1.Load(dir, Deid.Models.DeviceSelection.Resolve(device)); }
         catch (FileNotFoundException e)
         {
             throw new PipelineException($"the SSD face detector's weights are missing ({e.FileName}); run `deid models fetch`, or use --detector hog", e);
