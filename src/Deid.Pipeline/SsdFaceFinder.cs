@@ -70,9 +70,19 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, flo
     /// </summary>
     public IReadOnlyList<SsdFace> FindRaw(Mat bgr)
     {
-        var regions = new List<Rect> { new(0, 0, bgr.Width, bgr.Height) };
-        regions.AddRange(Windows(bgr.Width, bgr.Height));
-        var perRegion = Search(bgr, regions);
+        var regions = Regions(bgr.Width, bgr.Height);
+        return Combine(bgr.Width, bgr.Height, regions, Search(bgr, regions));
+    }
+
+    /// <summary>What <see cref="FindRaw"/> searches: the whole frame first, then its <see cref="Windows"/>.</summary>
+    public static IReadOnlyList<Rect> Regions(int width, int height) => [new Rect(0, 0, width, height), .. Windows(width, height)];
+
+    /// <summary>
+    /// <see cref="FindRaw"/>'s combination of the finds in each of <see cref="Regions"/> (boxes in that region's
+    /// pixels) into frame coordinates: cut window finds dropped, the rest merged.
+    /// </summary>
+    public static List<SsdFace> Combine(int width, int height, IReadOnlyList<Rect> regions, IReadOnlyList<IReadOnlyList<SsdFace>> perRegion)
+    {
         var found = perRegion[0].ToList();
         for (var i = 1; i < regions.Count; i++)
         {
@@ -81,8 +91,8 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, flo
             foreach (var f in perRegion[i])
             {
                 bool cut = (win.Left > 0 && f.X <= margin) || (win.Top > 0 && f.Y <= margin)
-                    || (win.Right < bgr.Width && f.Right >= win.Width - margin)
-                    || (win.Bottom < bgr.Height && f.Bottom >= win.Height - margin);
+                    || (win.Right < width && f.Right >= win.Width - margin)
+                    || (win.Bottom < height && f.Bottom >= win.Height - margin);
                 if (!cut) found.Add(f with { X = f.X + win.X, Y = f.Y + win.Y });
             }
         }
