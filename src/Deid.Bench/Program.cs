@@ -8,6 +8,7 @@ public static class Program
         Deid.Media.NativeMemory.TuneForStreaming();
         if (args is ["--child-rss", var input, var output, var mode]) return PipelineBench.ChildRss(input, output, mode);
         if (args is ["--child-detector", var i, var o, var detector]) return DetectorBench.Child(i, o, detector);
+        if (args is ["--child-ssd-cpu", var clip]) return DetectorBench.ChildSsdCpu(clip);
         var results = new BenchResults();
         var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
         // Suites register in Suites.All.

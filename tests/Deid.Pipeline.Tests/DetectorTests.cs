@@ -22,7 +22,7 @@ public class DetectorTests(Clips clips)
         RequireSsdWeights();
         using var tmp = new TempDir();
         var output = tmp.File("out.mp4");
-        var report = await Anonymizer.RunAsync(clips.Face, output, new AnonymizeOptions { Workers = 2, BatchSize = 4, Detector = kind, ModelDir = FaceApiDir },
+        var report = await Anonymizer.RunAsync(clips.Face, output, new AnonymizeOptions { Workers = 2, BatchSize = 4, Detector = kind, ModelDir = TestPaths.Models },
             ct: TestContext.Current.CancellationToken);
         var frames = Tool.CountFrames(clips.Face);
         Assert.Equal(frames, Tool.CountFrames(output));
@@ -50,6 +50,54 @@ public class DetectorTests(Clips clips)
         Assert.False(File.Exists(output));
     }
 
+    /// <summary>An engine given a model store finds the SSD weights in its face-api folder, as it finds the recognizer at its root.</summary>
+    [Fact]
+    public void Engine_OnAModelStore_LoadsSsdFromItsFaceApiFolder()
+    {
+        RequireSsdWeights();
+        using var engine = new DeidEngine(modelDir: TestPaths.Models);
+        Assert.NotNull(engine.Ssd);
+        Assert.Equal(1, engine.Loads);
+        // The face-api folder itself is no store: nothing is looked up one level too deep.
+        using var wrong = new DeidEngine(modelDir: FaceApiDir);
+        var e = Assert.Throws<PipelineException>(() => wrong.Ssd);
+        Assert.Contains(Path.Combine(FaceApiDir, "face-api"), e.Message);
+    }
+
+    /// <summary>
+    /// The finder searches the whole frame and its windows in one device call; each square's finds are those of
+    /// the network on that square alone, and reruns give the same boxes.
+    /// </summary>
+    [Fact]
+    public void Ssd_SearchesFrameAndWindowsInOneDeviceCall_Deterministically()
+    {
+        RequireSsdWeights();
+        using var tmp = new TempDir();
+        var frame0 = tmp.File("frame0.png");
+        Tool.Ffmpeg("-i", TestPaths.Video("talk_1080p.mp4"), "-frames:v", "1", frame0);
+        using var ssd = SsdMobilenetv1.Load(FaceApiDir);
+        var device = new DeviceExecutor();
+        using var finder = new SsdFaceFinder(ssd, device);
+        using var image = OpenCvSharp.Cv2.ImRead(frame0);
+        var first = finder.FindRaw(image);
+        Assert.Equal(1, device.Calls);
+        Assert.Equal(first, finder.FindRaw(image));
+        // A window that holds the face whole, searched alone as an image of its own, gives the finder's box.
+        var face = Assert.Single(first);
+        var win = SsdFaceFinder.Windows(image.Width, image.Height).First(w => w.X + 8 <= face.X && face.Right + 8 <= w.Right);
+        using var crop = new OpenCvSharp.Mat(image, win);
+        using var small = crop.Resize(new OpenCvSharp.Size(SsdMobilenetv1.InputSize, SsdMobilenetv1.InputSize), 0, 0, OpenCvSharp.InterpolationFlags.Area);
+        using var rgb = small.CvtColor(OpenCvSharp.ColorConversionCodes.BGR2RGB);
+        var bytes = new byte[rgb.Width * rgb.Height * 3];
+        System.Runtime.InteropServices.Marshal.Copy(rgb.Data, bytes, 0, bytes.Length);
+        using var t = TorchSharp.torch.tensor(bytes, new long[] { 1, rgb.Height, rgb.Width, 3 }, TorchSharp.torch.ScalarType.Byte).permute(0, 3, 1, 2);
+        var alone = Assert.Single(ssd.Detect(t)[0]);
+        var scale = (float)win.Width / SsdMobilenetv1.InputSize;
+        Assert.Equal(win.X + alone.X * scale, face.X, 0.5f);
+        Assert.Equal(alone.Width * scale, face.Width, 0.5f);
+        Assert.Equal(alone.Score, face.Score, 1e-4f);
+    }
+
     [Theory]
     [InlineData(0f)]
     [InlineData(1f)]
@@ -59,7 +107,7 @@ public class DetectorTests(Clips clips)
         using var tmp = new TempDir();
         var output = tmp.File("out.mp4");
         var e = await Assert.ThrowsAsync<PipelineException>(() => Anonymizer.RunAsync(clips.Face, output,
-            new AnonymizeOptions { Detector = DetectorKind.Ssd, ModelDir = FaceApiDir, MinConfidence = threshold }, ct: TestContext.Current.CancellationToken));
+            new AnonymizeOptions { Detector = DetectorKind.Ssd, ModelDir = TestPaths.Models, MinConfidence = threshold }, ct: TestContext.Current.CancellationToken));
         Assert.Contains("min confidence", e.Message);
         Assert.False(File.Exists(output));
     }
@@ -147,7 +195,7 @@ public class DetectorTests(Clips clips)
         Assert.Single(lenient.FindRaw(image));
 
         var report = await Anonymizer.RunAsync(clip, tmp.File("out.mp4"),
-            new AnonymizeOptions { Workers = 2, Detector = DetectorKind.Ssd, ModelDir = FaceApiDir }, ct: TestContext.Current.CancellationToken);
+            new AnonymizeOptions { Workers = 2, Detector = DetectorKind.Ssd, ModelDir = TestPaths.Models }, ct: TestContext.Current.CancellationToken);
         Assert.Equal(Tool.CountFrames(clip), (int)report.Frames);
         Assert.All(report.FrameRecords, f => Assert.Equal(FaceHandling.Replaced, Assert.Single(f.Faces).Handling));
     }

@@ -75,7 +75,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         if (x.dim() != 4 || x.shape[1] != 3 || x.shape[2] != InputSize || x.shape[3] != InputSize)
             throw new ArgumentException($"SsdMobilenetv1 expects [B,3,{InputSize},{InputSize}] RGB, got [{string.Join(",", x.shape)}]");
         using var scope = torch.NewDisposeScope();
-        var o = conv0.forward(x.to(anchors.device) / 127.5f - 1f);
+        var o = conv0.forward(ChannelsLast(x.to(anchors.device) / 127.5f - 1f));
         Tensor? conv11 = null;
         for (var i = 0; i < pairs.Count; i++)
         {
@@ -104,6 +104,27 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         // Class 0 is background; face-api takes the sigmoid of class 1 alone (no softmax).
         var scores = torch.sigmoid(logits.select(2, 1));
         return (boxes.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// The same tensor laid out channels-last (NHWC strides; TorchSharp has no memory_format argument, so through
+    /// a permuted copy; a tensor already laid out so, e.g. an HWC byte image permuted to NCHW, is returned as is).
+    /// oneDNN then runs every convolution in NHWC without reordering each layer's input and output to its blocked
+    /// layout and back (the depthwise layers are memory-bound, so those reorders were a large share of a pass).
+    /// Only float rounding changes.
+    /// </summary>
+    internal static Tensor ChannelsLast(Tensor t)
+    {
+        var (c, h, w) = (t.shape[1], t.shape[2], t.shape[3]);
+        var st = t.stride();
+        if (st[1] == 1 && st[3] == c && st[2] == c * w && st[0] == c * h * w) return t.alias();
+        return t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+    }
+
+    private static Parameter FrozenChannelsLast(Tensor t)
+    {
+        using var nhwc = ChannelsLast(t);
+        return FaceApiWeights.Frozen(nhwc);
     }
 
     /// <summary>The standard SSD box coder with variances (10, 10, 5, 5), centre/size relative to each anchor.</summary>
@@ -173,7 +194,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         float[] boxes, scores;
         long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var (b, s) = forward(ToNetInput(images.to(anchors.device)));
             boxes = b.cpu().data<float>().ToArray();
@@ -286,7 +307,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         public Pointwise(FaceApiWeights w, string prefix, long cin, long cout, long k, long stride) : base(prefix)
         {
             this.stride = stride;
-            weight = FaceApiWeights.Frozen(Weights.TfjsManifest.ConvToTorch(w.Get($"{prefix}/weights", k, k, cin, cout)));
+            weight = FrozenChannelsLast(Weights.TfjsManifest.ConvToTorch(w.Get($"{prefix}/weights", k, k, cin, cout)));
             bias = FaceApiWeights.Frozen(w.Get($"{prefix}/convolution_bn_offset", cout));
             RegisterComponents();
         }
@@ -315,7 +336,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
             using var k = gamma / torch.sqrt(variance + 0.0010000000474974513f);
             using var folded = filters * k.reshape(cin, 1, 1, 1);
             using var b = beta - mean * k;
-            dwWeight = FaceApiWeights.Frozen(folded);
+            dwWeight = FrozenChannelsLast(folded);
             dwBias = FaceApiWeights.Frozen(b);
             pointwise = new Pointwise(w, $"MobilenetV1/Conv2d_{idx}_pointwise", cin, cout, 1, 1);
             RegisterComponents();
@@ -336,9 +357,9 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         public BoxPredictor(FaceApiWeights w, int idx, long cin, int anchorsPerCell) : base($"box_predictor_{idx}")
         {
             var p = $"Prediction/BoxPredictor_{idx}";
-            boxWeight = FaceApiWeights.Frozen(Weights.TfjsManifest.ConvToTorch(w.Get($"{p}/BoxEncodingPredictor/weights", 1, 1, cin, anchorsPerCell * 4)));
+            boxWeight = FrozenChannelsLast(Weights.TfjsManifest.ConvToTorch(w.Get($"{p}/BoxEncodingPredictor/weights", 1, 1, cin, anchorsPerCell * 4)));
             boxBias = FaceApiWeights.Frozen(w.Get($"{p}/BoxEncodingPredictor/biases", anchorsPerCell * 4));
-            clsWeight = FaceApiWeights.Frozen(Weights.TfjsManifest.ConvToTorch(w.Get($"{p}/ClassPredictor/weights", 1, 1, cin, anchorsPerCell * 3)));
+            clsWeight = FrozenChannelsLast(Weights.TfjsManifest.ConvToTorch(w.Get($"{p}/ClassPredictor/weights", 1, 1, cin, anchorsPerCell * 3)));
             clsBias = FaceApiWeights.Frozen(w.Get($"{p}/ClassPredictor/biases", anchorsPerCell * 3));
             RegisterComponents();
         }
