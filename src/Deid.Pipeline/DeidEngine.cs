@@ -34,12 +34,22 @@ public sealed class DeidEngine : IDisposable
     {
         DeviceName = device;
         ModelDir = modelDir;
-        try { Device = DeviceSelection.Resolve(device); }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new PipelineException(e.Message, e); }
+        // Touching torch loads libtorch (about a second of a short run): a CPU engine only does so when a network is
+        // first needed, so blur and pixelate runs with the HOG detector never load it. Any other device is checked now.
+        if (IsCpu(device)) _device = new(() => DeviceSelection.Resolve("cpu"));
+        else
+        {
+            try { var resolved = DeviceSelection.Resolve(device); _device = new(resolved); }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new PipelineException(e.Message, e); }
+        }
     }
 
+    private readonly Lazy<TorchSharp.torch.Device> _device;
+
+    private static bool IsCpu(string? device) => (device ?? "cpu").Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase);
+
     public string DeviceName { get; }
-    public TorchSharp.torch.Device Device { get; }
+    public TorchSharp.torch.Device Device => _device.Value;
     public string? ModelDir { get; }
     public DeviceExecutor Executor { get; } = new();
 
@@ -114,6 +124,8 @@ public sealed class DeidEngine : IDisposable
         var latent = options.Mode == AnonymizeMode.Latent && stage is null ? PrepareLatent(info, options, finders, context, ct) : null;
         var ownedStage = stage is null ? latent?.Stage ?? FaceStages.Create(options) : null;
         var faceStage = stage ?? ownedStage!;
+        AnonymizeReport? report = null;
+        var succeeded = false;
         try
         {
             var audit = options.Audit ?? faceStage.ReplacesIdentity;
@@ -122,7 +134,7 @@ public sealed class DeidEngine : IDisposable
 
             using var reader = new VideoReader(input);
             using var writer = new VideoWriter(output, reader.Info, options.Output);
-            var report = new AnonymizeReport
+            report = new AnonymizeReport
             {
                 Input = input, Output = output, Stage = faceStage.Name, Detector = options.Detector, Mode = options.Mode,
                 MinConfidence = options.Detector == DetectorKind.Hog ? null : options.MinConfidence,
@@ -187,8 +199,10 @@ public sealed class DeidEngine : IDisposable
                 report.ModelFiles = latent.Networks.Files;
                 foreach (var w in latent.Warnings) report.AddWarning(w);
             }
-            if (report.Faces == 0)
-                report.AddWarning($"no faces were detected in {report.Frames} frames: the video was passed through unchanged (re-encoded)");
+            if (report.DamagedBlurred > 0)
+                report.AddWarning($"{report.DamagedBlurred} of {report.Frames} frames had decoding errors (or were predicted from a damaged frame) and were blurred whole: a face in a damaged picture cannot be found reliably");
+            if (report.Faces == 0 && report.DamagedBlurred < report.Frames)
+                report.AddWarning($"no faces were detected in {report.Frames} frames: the {(report.DamagedBlurred > 0 ? "undamaged frames were" : "video was")} passed through unchanged (re-encoded)");
             if (alignStage.TooSmall > 0)
                 report.AddWarning($"{alignStage.TooSmall} face instances were too small for the generator's {cropSize} px crop (under {cropSize * MinFaceFraction:F0} px) and were blurred instead");
             if (report.FallbackBlurred > 0)
@@ -197,10 +211,13 @@ public sealed class DeidEngine : IDisposable
                 report.AddWarning($"the leak audit found {report.LeaksFound} output faces still recognisable as their source: {report.LeaksFixed} fixed by a second attempt, {report.LeaksBlurred} blurred");
             foreach (var w in writer.Warnings) report.AddWarning(w);
             foreach (var w in context.Warnings) report.AddWarning(w);
+            succeeded = true;
             return report;
         }
         finally
         {
+            // a failed run's report never reaches the caller: its frame spool is released here
+            if (!succeeded) report?.Dispose();
             ownedStage?.Dispose();
         }
     }
@@ -275,6 +292,7 @@ public sealed class DeidEngine : IDisposable
 
     private bool SameDevice(string device)
     {
+        if (IsCpu(device) && IsCpu(DeviceName)) return true;
         try
         {
             var d = DeviceSelection.Resolve(device);
