@@ -226,17 +226,25 @@ public sealed class DeidEngine : IDisposable
     /// Channel capacities from a byte budget for decoded frames in flight (<see cref="AnonymizeOptions.FrameMemoryMiB"/>),
     /// not from frame counts alone: a 4K frame is 25 MB, a 512² one 0.8 MB. Small frames keep the full depths (4 per hop,
     /// 2B behind the batcher); large ones get shallower channels, down to 1 per hop and 4 behind the batcher. The
-    /// batcher's lag rule follows the capacity, so batches are still cut by counts only.
+    /// batcher's lag rule follows the capacity, so batches are still cut by counts only. The frames the stages hold in
+    /// hand (<see cref="HeldFrames"/>) come out of the budget first: at 4K they are a third of all frames in flight.
     /// </summary>
     internal static (int Hop, int Waiting) Capacities(AnonymizeOptions options, VideoInfo info, int batch)
     {
         var frameBytes = Math.Max(1L, (long)info.Width * info.Height * 3);
-        var frames = (int)Math.Clamp(options.FrameMemoryMiB * 1024L * 1024 / frameBytes, 1, 100_000);
+        var budget = (int)Math.Clamp(options.FrameMemoryMiB * 1024L * 1024 / frameBytes, 1, 100_000);
+        var frames = Math.Max(0, budget - HeldFrames(options.Workers));
         // About twelve hops hold frames; the frames behind the batcher get the other half of the budget.
         var hop = Math.Clamp(frames / 24, 1, 4);
         var waiting = Math.Clamp(Math.Min(2 * batch, frames / 2), 4, 128);
         return (hop, waiting);
     }
+
+    /// <summary>
+    /// Frames in flight outside the channels: one in the hands of each single stage (decode, reorder, track, align,
+    /// batch, rejoin, audit, paste, encode), one per detect worker, and one more the reorder buffer may be holding.
+    /// </summary>
+    internal static int HeldFrames(int workers) => 10 + workers;
 
     /// <summary>Below this fraction of the generator's crop size (frame pixels of the FFHQ square) a face is blurred, not replaced.</summary>
     public const double MinFaceFraction = 0.25;

@@ -265,3 +265,29 @@ public class AnonymizeReportTests
         Assert.Equal(3000, frames[3001].GetProperty("faces").GetArrayLength());
     }
 }
+
+public class CapacityTests
+{
+    private static Deid.Media.VideoInfo Info(int w, int h) => new("x.mp4", w, h, 0, new(25, 1), new(25, 1), new(1, 12800),
+        TimeSpan.FromSeconds(10), 250, false, "h264", []);
+
+    /// <summary>Frames in the channels plus those the stages hold stay within the byte budget wherever the budget allows it.</summary>
+    [Theory]
+    [InlineData(3840, 2160, 2)]
+    [InlineData(3840, 2160, 8)]
+    [InlineData(1920, 1080, 2)]
+    public void FramesInFlightFollowTheByteBudget(int w, int h, int workers)
+    {
+        var options = new AnonymizeOptions { Workers = workers, FrameMemoryMiB = 1024 };
+        var (hop, waiting) = DeidEngine.Capacities(options, Info(w, h), batch: 8);
+        // decode and detect channels (2 each per worker, at most 2 hops), six hops, the frames behind the batcher, and those in hand
+        var inFlight = 2 * Math.Min(2 * workers, 2 * hop) + 6 * hop + waiting + DeidEngine.HeldFrames(workers);
+        Assert.True(inFlight * (long)w * h * 3 <= options.FrameMemoryMiB * 1024L * 1024, $"{inFlight} frames of {w}x{h}");
+    }
+
+    [Fact]
+    public void SmallFramesKeepTheFullDepths()
+    {
+        Assert.Equal((4, 16), DeidEngine.Capacities(new AnonymizeOptions { Workers = 2 }, Info(512, 512), batch: 8));
+    }
+}
