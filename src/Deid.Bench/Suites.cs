@@ -11,6 +11,7 @@ public static class Suites
         ("detectors", DetectorBench.Run),
         ("batch", BatchBench.Run),
         ("reenact", ReenactBench.Run),
+        ("memory", MemoryBench.Run),
         // not part of a plain `make bench`: long-running robustness suites, run by name
         ("fuzz", FuzzBench.Run),
         ("soak", SoakBench.Run),

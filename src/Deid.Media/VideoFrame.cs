@@ -23,6 +23,13 @@ public sealed class VideoFrame : IDisposable
 
     public TimeSpan Time { get; set; }
 
+    /// <summary>
+    /// The decoder reported errors in this picture, or it was predicted from such a picture with no key frame since:
+    /// its pixels are partly the decoder's guess (concealment), so a face in it may be visible yet unrecognisable to a
+    /// detector.
+    /// </summary>
+    public bool Damaged { get; set; }
+
     /// <summary>CV_8UC3 BGR, upright, <see cref="VideoInfo.Width"/> x <see cref="VideoInfo.Height"/>.</summary>
     public Mat Image { get; set; } = null!;
 

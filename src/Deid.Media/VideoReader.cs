@@ -52,10 +52,12 @@ public sealed partial class VideoReader : IDisposable
         var proc = FfTools.Start(FfTools.Ffmpeg, args, stdin: false, stdout: true);
         lock (_running) _running.Add(proc);
         var tail = new StderrTail();
-        var ptsQueue = new BlockingCollection<long?>();
+        var ptsQueue = new BlockingCollection<(long? Pts, bool Corrupt, bool Key)>();
         // written before the first frame line is queued, so the queue's barrier publishes it
         var filterTb = new Rational[] { info.TimeBase };
         var partial = false;
+        // ffmpeg logs "corrupt decoded frame" as the decoder hands the picture on, just before the filter (showinfo) sees it
+        var corrupt = false;
         var stderrTask = Task.Run(() =>
         {
             try
@@ -65,7 +67,15 @@ public sealed partial class VideoReader : IDisposable
                     var m = ShowInfoFrame().Match(line);
                     if (m.Success)
                     {
-                        ptsQueue.Add(m.Groups[1].Value == "NOPTS" ? null : long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+                        var key = ShowInfoKey().Match(line);
+                        ptsQueue.Add((m.Groups[1].Value == "NOPTS" ? null : long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture),
+                            corrupt, key.Success && key.Groups[1].Value == "1"));
+                        corrupt = false;
+                        continue;
+                    }
+                    if (line.Contains("corrupt decoded frame", StringComparison.Ordinal))
+                    {
+                        corrupt = true;
                         continue;
                     }
                     var tbm = ShowInfoTimeBase().Match(line);
@@ -96,6 +106,8 @@ public sealed partial class VideoReader : IDisposable
         var step = Math.Max(1, Rational.Rescale(1, info.FrameRate.Invert(), info.TimeBase));
         long index = 0;
         long lastPts = long.MinValue;
+        // Damage travels with inter prediction: every picture after a damaged one is suspect until the next key frame.
+        var damaged = false;
         try
         {
             while (true)
@@ -115,14 +127,18 @@ public sealed partial class VideoReader : IDisposable
                 long? raw = null;
                 try
                 {
-                    if (ptsQueue.TryTake(out var p, Timeout.Infinite, ct)) raw = p;
+                    if (ptsQueue.TryTake(out var p, Timeout.Infinite, ct))
+                    {
+                        raw = p.Pts;
+                        damaged = p.Corrupt || (damaged && !p.Key);
+                    }
                 }
                 catch (OperationCanceledException) { mat.Dispose(); throw; }
                 long pts = raw is { } rp ? Rational.Rescale(rp, filterTb[0], info.TimeBase)
                     : lastPts == long.MinValue ? 0 : lastPts + step;
                 lastPts = pts;
                 var time = TimeSpan.FromTicks(Rational.Rescale(pts, info.TimeBase, new Rational(1, TimeSpan.TicksPerSecond)));
-                yield return new VideoFrame(index++, pts, time, mat);
+                yield return new VideoFrame(index++, pts, time, mat) { Damaged = damaged };
             }
             proc.WaitForExit();
             stderrTask.Wait(TimeSpan.FromSeconds(10));
@@ -168,6 +184,9 @@ public sealed partial class VideoReader : IDisposable
 
     [GeneratedRegex(@"\bn:\s*\d+\s+pts:\s*(-?\d+|NOPTS)\s")]
     private static partial Regex ShowInfoFrame();
+
+    [GeneratedRegex(@"\biskey:\s*(\d)")]
+    private static partial Regex ShowInfoKey();
 
     [GeneratedRegex(@"config in time_base:\s*(\d+/\d+)")]
     private static partial Regex ShowInfoTimeBase();

@@ -5,12 +5,17 @@ namespace Deid.Pipeline;
 
 public sealed record FaceRecord(int TrackId, FaceBox Box, FaceHandling Handling, FaceAudit? Audit = null);
 
-public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceRecord> Faces);
+/// <param name="Damaged">The decoder reported errors in this picture (or in the ones it was predicted from): it was blurred whole.</param>
+public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceRecord> Faces, bool Damaged = false);
 
-/// <summary>What the pipeline did to every face of every frame, plus totals.</summary>
-public sealed class AnonymizeReport
+/// <summary>
+/// What the pipeline did to every face of every frame, plus totals. The per-frame records live in a temp-file spool, not
+/// in memory (an hours-long clip has millions of them), and are streamed from there into the JSON report; dispose the
+/// report to release the spool at once.
+/// </summary>
+public sealed class AnonymizeReport : IDisposable
 {
-    private readonly List<FrameRecord> _frames = [];
+    private readonly FrameSpool _frames = new();
     private readonly List<string> _warnings = [];
 
     public string Input { get; init; } = "";
@@ -34,12 +39,15 @@ public sealed class AnonymizeReport
     public long FacesAudited { get; private set; }
     public InferenceStats? Inference { get; internal set; }
     public long Frames => _frames.Count;
-    public IReadOnlyList<FrameRecord> FrameRecords => _frames;
+    /// <summary>Every frame's record, in order, read back from the spool on each enumeration.</summary>
+    public IEnumerable<FrameRecord> FrameRecords => _frames.Read();
     public IReadOnlyList<string> Warnings => _warnings;
     public long Faces { get; private set; }
     public long Replaced { get; private set; }
     public long Tracked { get; private set; }
     public long FallbackBlurred { get; private set; }
+    /// <summary>Frames blurred whole because their picture was damaged (see <see cref="Deid.Media.VideoFrame.Damaged"/>).</summary>
+    public long DamagedBlurred { get; private set; }
     public int Tracks { get; internal set; }
     public TimeSpan Elapsed { get; internal set; }
     public double Fps => Elapsed.TotalSeconds > 0 ? Frames / Elapsed.TotalSeconds : 0;
@@ -47,6 +55,7 @@ public sealed class AnonymizeReport
     internal void AddFrame(FrameRecord frame)
     {
         _frames.Add(frame);
+        if (frame.Damaged) DamagedBlurred++;
         foreach (var f in frame.Faces)
         {
             Faces++;
@@ -68,6 +77,8 @@ public sealed class AnonymizeReport
 
     internal void AddWarning(string warning) => _warnings.Add(warning);
 
+    public void Dispose() => _frames.Dispose();
+
     /// <summary>Writes the report as JSON through a temp file and a rename, so a reader never sees half a report.</summary>
     public void WriteJson(string path) => JsonReportFile.Write(path, Write);
 
@@ -88,6 +99,7 @@ public sealed class AnonymizeReport
         w.WriteNumber("replaced", Replaced);
         w.WriteNumber("tracked", Tracked);
         w.WriteNumber("fallbackBlurred", FallbackBlurred);
+        w.WriteNumber("damagedBlurred", DamagedBlurred);
         w.WriteNumber("tracks", Tracks);
         w.WriteNumber("elapsedSeconds", Math.Round(Elapsed.TotalSeconds, 3));
         w.WriteNumber("fps", Math.Round(Fps, 3));
@@ -149,11 +161,12 @@ public sealed class AnonymizeReport
         foreach (var s in _warnings) w.WriteStringValue(s);
         w.WriteEndArray();
         w.WriteStartArray("frames");
-        foreach (var f in _frames)
+        foreach (var f in _frames.Read())
         {
             w.WriteStartObject();
             w.WriteNumber("index", f.Index);
             w.WriteNumber("time", Math.Round(f.Time, 6));
+            if (f.Damaged) w.WriteBoolean("damaged", true);
             w.WriteStartArray("faces");
             foreach (var face in f.Faces)
             {

@@ -34,12 +34,22 @@ public sealed class DeidEngine : IDisposable
     {
         DeviceName = device;
         ModelDir = modelDir;
-        try { Device = DeviceSelection.Resolve(device); }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new PipelineException(e.Message, e); }
+        // Touching torch loads libtorch (about a second of a short run): a CPU engine only does so when a network is
+        // first needed, so blur and pixelate runs with the HOG detector never load it. Any other device is checked now.
+        if (IsCpu(device)) _device = new(() => DeviceSelection.Resolve("cpu"));
+        else
+        {
+            try { var resolved = DeviceSelection.Resolve(device); _device = new(resolved); }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new PipelineException(e.Message, e); }
+        }
     }
 
+    private readonly Lazy<TorchSharp.torch.Device> _device;
+
+    private static bool IsCpu(string? device) => (device ?? "cpu").Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase);
+
     public string DeviceName { get; }
-    public TorchSharp.torch.Device Device { get; }
+    public TorchSharp.torch.Device Device => _device.Value;
     public string? ModelDir { get; }
     public DeviceExecutor Executor { get; } = new();
 
@@ -114,6 +124,8 @@ public sealed class DeidEngine : IDisposable
         var latent = options.Mode == AnonymizeMode.Latent && stage is null ? PrepareLatent(info, options, finders, context, ct) : null;
         var ownedStage = stage is null ? latent?.Stage ?? FaceStages.Create(options) : null;
         var faceStage = stage ?? ownedStage!;
+        AnonymizeReport? report = null;
+        var succeeded = false;
         try
         {
             var audit = options.Audit ?? faceStage.ReplacesIdentity;
@@ -122,7 +134,7 @@ public sealed class DeidEngine : IDisposable
 
             using var reader = new VideoReader(input);
             using var writer = new VideoWriter(output, reader.Info, options.Output);
-            var report = new AnonymizeReport
+            report = new AnonymizeReport
             {
                 Input = input, Output = output, Stage = faceStage.Name, Detector = options.Detector, Mode = options.Mode,
                 MinConfidence = options.Detector == DetectorKind.Hog ? null : options.MinConfidence,
@@ -187,8 +199,10 @@ public sealed class DeidEngine : IDisposable
                 report.ModelFiles = latent.Networks.Files;
                 foreach (var w in latent.Warnings) report.AddWarning(w);
             }
-            if (report.Faces == 0)
-                report.AddWarning($"no faces were detected in {report.Frames} frames: the video was passed through unchanged (re-encoded)");
+            if (report.DamagedBlurred > 0)
+                report.AddWarning($"{report.DamagedBlurred} of {report.Frames} frames had decoding errors (or were predicted from a damaged frame) and were blurred whole: a face in a damaged picture cannot be found reliably");
+            if (report.Faces == 0 && report.DamagedBlurred < report.Frames)
+                report.AddWarning($"no faces were detected in {report.Frames} frames: the {(report.DamagedBlurred > 0 ? "undamaged frames were" : "video was")} passed through unchanged (re-encoded)");
             if (alignStage.TooSmall > 0)
                 report.AddWarning($"{alignStage.TooSmall} face instances were too small for the generator's {cropSize} px crop (under {cropSize * MinFaceFraction:F0} px) and were blurred instead");
             if (report.FallbackBlurred > 0)
@@ -197,10 +211,13 @@ public sealed class DeidEngine : IDisposable
                 report.AddWarning($"the leak audit found {report.LeaksFound} output faces still recognisable as their source: {report.LeaksFixed} fixed by a second attempt, {report.LeaksBlurred} blurred");
             foreach (var w in writer.Warnings) report.AddWarning(w);
             foreach (var w in context.Warnings) report.AddWarning(w);
+            succeeded = true;
             return report;
         }
         finally
         {
+            // a failed run's report never reaches the caller: its frame spool is released here
+            if (!succeeded) report?.Dispose();
             ownedStage?.Dispose();
         }
     }
@@ -209,17 +226,25 @@ public sealed class DeidEngine : IDisposable
     /// Channel capacities from a byte budget for decoded frames in flight (<see cref="AnonymizeOptions.FrameMemoryMiB"/>),
     /// not from frame counts alone: a 4K frame is 25 MB, a 512² one 0.8 MB. Small frames keep the full depths (4 per hop,
     /// 2B behind the batcher); large ones get shallower channels, down to 1 per hop and 4 behind the batcher. The
-    /// batcher's lag rule follows the capacity, so batches are still cut by counts only.
+    /// batcher's lag rule follows the capacity, so batches are still cut by counts only. The frames the stages hold in
+    /// hand (<see cref="HeldFrames"/>) come out of the budget first: at 4K they are a third of all frames in flight.
     /// </summary>
     internal static (int Hop, int Waiting) Capacities(AnonymizeOptions options, VideoInfo info, int batch)
     {
         var frameBytes = Math.Max(1L, (long)info.Width * info.Height * 3);
-        var frames = (int)Math.Clamp(options.FrameMemoryMiB * 1024L * 1024 / frameBytes, 1, 100_000);
+        var budget = (int)Math.Clamp(options.FrameMemoryMiB * 1024L * 1024 / frameBytes, 1, 100_000);
+        var frames = Math.Max(0, budget - HeldFrames(options.Workers));
         // About twelve hops hold frames; the frames behind the batcher get the other half of the budget.
         var hop = Math.Clamp(frames / 24, 1, 4);
         var waiting = Math.Clamp(Math.Min(2 * batch, frames / 2), 4, 128);
         return (hop, waiting);
     }
+
+    /// <summary>
+    /// Frames in flight outside the channels: one in the hands of each single stage (decode, reorder, track, align,
+    /// batch, rejoin, audit, paste, encode), one per detect worker, and one more the reorder buffer may be holding.
+    /// </summary>
+    internal static int HeldFrames(int workers) => 10 + workers;
 
     /// <summary>Below this fraction of the generator's crop size (frame pixels of the FFHQ square) a face is blurred, not replaced.</summary>
     public const double MinFaceFraction = 0.25;
@@ -275,6 +300,7 @@ public sealed class DeidEngine : IDisposable
 
     private bool SameDevice(string device)
     {
+        if (IsCpu(device) && IsCpu(DeviceName)) return true;
         try
         {
             var d = DeviceSelection.Resolve(device);

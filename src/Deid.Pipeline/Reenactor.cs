@@ -101,7 +101,7 @@ public static class Reenactor
         using var reader = new VideoReader(driving);
         // The driving clip's timing and audio, the still's picture size, stored upright.
         using var writer = new VideoWriter(output, VideoWriterSpec.From(reader.Info) with { Width = outW, Height = outH, Rotation = 0 });
-        var record = new AnonymizeReport { Input = driving, Output = output, Stage = stage.Name, Detector = options.Detector, Mode = AnonymizeMode.Latent };
+        using var record = new AnonymizeReport { Input = driving, Output = output, Stage = stage.Name, Detector = options.Detector, Mode = AnonymizeMode.Latent };
         var stats = new InferenceStats();
         var tracker = new FaceTracker(options.MaxMissingFrames);
         var finders = engine.Finders(options.Detector, options.MinConfidence);

@@ -42,6 +42,50 @@ public sealed class FuzzTests
     [MemberData(nameof(EvenCaseIds))]
     public void DamagedInput_EndsCleanly(int id) => RunCase(id);
 
+    /// <summary>
+    /// Case 0 flips bits in the key frame: HOG finds no face in the concealed pictures, yet a face outline and features are
+    /// plainly visible in them. Every damaged frame must leave blurred whole, and the report must say so.
+    /// </summary>
+    [Fact]
+    public void DamagedFrames_AreBlurredWhole()
+    {
+        if (!File.Exists(TestPaths.Video("talk_small.mp4"))) Assert.Skip("shared clip talk_small.mp4 missing");
+        var c = FuzzCorpus.Generate(Seed, Corpus.Value.Seeds, 1, first: 0).Single();
+        using var tmp = new TempDir();
+        var input = tmp.File(c.FileName);
+        File.WriteAllBytes(input, c.Data);
+        var (output, report) = (tmp.File("out.mp4"), tmp.File("report.json"));
+        var dll = Path.Combine(AppContext.BaseDirectory, "deid.dll");
+        var r = Tool.Run("dotnet", dll, "anonymize", input, "-o", output, "--mode", "blur", "--workers", "1", "--report", report);
+        Assert.True(r.Code == 0, r.StdErr);
+        Assert.Contains("blurred whole", r.StdErr);
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(report));
+        var frames = json.RootElement.GetProperty("frames").EnumerateArray()
+            .Select(f => f.TryGetProperty("damaged", out var d) && d.GetBoolean()).ToList();
+        Assert.Equal(frames.Count(d => d), json.RootElement.GetProperty("totals").GetProperty("damagedBlurred").GetInt64());
+        Assert.True(frames[0], "the damaged key frame");
+
+        using var before = new Deid.Media.VideoReader(input);
+        using var after = new Deid.Media.VideoReader(output);
+        var i = 0;
+        foreach (var (b, a) in before.ReadFrames(TestContext.Current.CancellationToken).Zip(after.ReadFrames(TestContext.Current.CancellationToken)))
+        {
+            using (b) using (a)
+                if (frames[i]) Assert.True(Detail(a.Image) < 0.1 * Detail(b.Image) + 1, $"frame {i}: damaged but not blurred ({Detail(a.Image):F1} vs {Detail(b.Image):F1})");
+            i++;
+        }
+        Assert.Equal(frames.Count, i);
+    }
+
+    /// <summary>Variance of the Laplacian of the grey image: edges and texture (a blurred frame has almost none).</summary>
+    private static double Detail(OpenCvSharp.Mat bgr)
+    {
+        using var grey = bgr.CvtColor(OpenCvSharp.ColorConversionCodes.BGR2GRAY);
+        using var lap = grey.Laplacian(OpenCvSharp.MatType.CV_64F);
+        OpenCvSharp.Cv2.MeanStdDev(lap, out _, out var sd);
+        return sd.Val0 * sd.Val0;
+    }
+
     internal static void RunCase(int id)
     {
         if (!File.Exists(TestPaths.Video("talk_small.mp4"))) Assert.Skip("shared clip talk_small.mp4 missing");

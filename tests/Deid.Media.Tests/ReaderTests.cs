@@ -25,11 +25,45 @@ public class ReaderTests
                 Assert.Equal(reader.Info.Height, frame.Image.Height);
                 Assert.Equal(MatType.CV_8UC3, frame.Image.Type());
                 Assert.Equal(frame.Pts * reader.Info.TimeBase.Value, frame.Time.TotalSeconds, 6);
+                Assert.False(frame.Damaged, $"frame {frame.Index} of a clean clip reported as damaged");
                 times.Add(frame.Pts * reader.Info.TimeBase.Value);
             }
         }
         Assert.Equal(expected.Length, times.Count);
         for (var i = 0; i < times.Count; i++) Assert.Equal(expected[i], times[i], 5);
+    }
+
+    /// <summary>
+    /// Bit flips in the key frame: ffmpeg conceals the errors and flags the frames it decoded with errors; those and every
+    /// frame predicted from them until the next key frame are Damaged, and the frames of the next GOP are not.
+    /// </summary>
+    [Fact]
+    public void FramesWithDecodingErrorsAndTheirPredictedSuccessorsAreDamaged()
+    {
+        using var tmp = new TempDir();
+        var clean = tmp.File("clean.mp4");
+        Tool.Ffmpeg(["-i", Clips.Shared("talk_small.mp4"), "-t", "1.2", "-vf", "scale=160:-2", "-an", "-c:v", "libx264", "-preset", "ultrafast",
+            "-threads", "1", "-g", "15", "-bf", "0", "-fflags", "+bitexact", "-flags:v", "+bitexact", clean]);
+        var keys = Tool.Run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size,flags", "-of", "csv=p=0", clean)
+            .StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(',')).ToList();
+        Assert.StartsWith("K", keys[0][2]);
+        var data = File.ReadAllBytes(clean);
+        var (pos, size) = (long.Parse(keys[0][1]), int.Parse(keys[0][0]));
+        var rng = new Random(3);
+        // past the slice header, so the frame still decodes (with concealment) instead of being dropped
+        for (var i = 0; i < 12; i++) data[pos + size / 4 + rng.Next(size / 2)] ^= (byte)(1 << rng.Next(8));
+        var damagedClip = tmp.File("damaged.mp4");
+        File.WriteAllBytes(damagedClip, data);
+
+        using var reader = new VideoReader(damagedClip);
+        var flags = new List<bool>();
+        foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken))
+            using (frame) flags.Add(frame.Damaged);
+        Assert.Equal(keys.Count, flags.Count);
+        var secondKey = keys.FindIndex(1, k => k[2].StartsWith('K'));
+        Assert.True(flags[0], "the damaged key frame itself");
+        Assert.All(flags.Take(secondKey), Assert.True);
+        Assert.All(flags.Skip(secondKey), Assert.False);
     }
 
     [Fact]

@@ -81,9 +81,10 @@ public class PipelineTests(Clips clips)
             Assert.Equal(before.Count, (int)report.Frames);
             using var detector = new DlibFaceDetector();
             int detBefore = 0, detAfter = 0;
+            var records = report.FrameRecords.ToList();
             for (var i = 0; i < before.Count; i++)
             {
-                var faces = report.FrameRecords[i].Faces;
+                var faces = records[i].Faces;
                 Assert.NotEmpty(faces);
                 foreach (var face in faces)
                 {
@@ -119,11 +120,12 @@ public class PipelineTests(Clips clips)
         try
         {
             using var detector = new DlibFaceDetector(upsample: 1);
+            var records = report.FrameRecords.ToList();
             for (var i = 0; i < after.Count; i++)
             {
                 var inBefore = detector.Detect(before[i]);
                 if (inBefore.Count == 0) continue;
-                Assert.NotEmpty(report.FrameRecords[i].Faces);
+                Assert.NotEmpty(records[i].Faces);
                 foreach (var box in inBefore)
                 {
                     var r = box.Clip(before[i].Width, before[i].Height).ToRect();
@@ -280,8 +282,9 @@ public class PipelineTests(Clips clips)
         try
         {
             Assert.Equal(before.Count, after.Count);
+            var records = report.FrameRecords.ToList();
             for (var i = 0; i < before.Count; i++)
-                foreach (var face in report.FrameRecords[i].Faces)
+                foreach (var face in records[i].Faces)
                 {
                     var r = face.Box.Scale(0.6f).Clip(before[i].Width, before[i].Height).ToRect();
                     Assert.True(Sharpness(after[i], r) < 0.25 * Sharpness(before[i], r), $"frame {i}: face left sharp");

@@ -217,3 +217,77 @@ public class FaceStageTests
         Assert.Throws<PipelineException>(() => FaceStages.Create(new AnonymizeOptions { Mode = AnonymizeMode.Latent }));
     }
 }
+
+public class AnonymizeReportTests
+{
+    /// <summary>The frame records go to a spool file, not memory: every field must come back as it went in, in order.</summary>
+    [Fact]
+    public void FrameRecordsRoundTripThroughTheSpool_AndTheJsonListsThemAll()
+    {
+        using var report = new AnonymizeReport { Input = "in.mp4", Output = "out.mp4" };
+        var expected = new List<FrameRecord>();
+        var rng = new Random(5);
+        // enough frames to cross the spool's flush size several times; one frame with many faces crosses a read chunk
+        for (var i = 0; i < 6000; i++)
+        {
+            var n = i == 3001 ? 3000 : rng.Next(3);
+            var faces = Enumerable.Range(0, n).Select(k => new FaceRecord(k + 1,
+                new Deid.Faces.FaceBox(rng.NextSingle() * 100, rng.NextSingle() * 100, 100 + rng.NextSingle(), 200 + rng.NextSingle(), rng.NextSingle()),
+                (FaceHandling)rng.Next(3),
+                rng.Next(3) switch
+                {
+                    0 => null,
+                    1 => new FaceAudit(rng.NextDouble(), null, AuditAction.Passed),
+                    _ => new FaceAudit(rng.NextDouble(), rng.NextDouble(), AuditAction.Blurred, rng.NextDouble()),
+                })).ToArray();
+            var frame = new FrameRecord(i, i / 30.0, faces);
+            expected.Add(frame);
+            report.AddFrame(frame);
+        }
+        Assert.Equal(expected.Count, report.Frames);
+        Assert.Equal(expected.Sum(f => f.Faces.Count), report.Faces);
+        // read twice, side by side: each enumeration is independent
+        var again = report.FrameRecords.GetEnumerator();
+        foreach (var (want, got) in expected.Zip(report.FrameRecords))
+        {
+            Assert.True(again.MoveNext());
+            Assert.Equal(want.Index, got.Index);
+            Assert.Equal(want.Time, got.Time);
+            Assert.Equal(want.Faces, got.Faces);
+            Assert.Equal(want.Faces, again.Current.Faces);
+        }
+        Assert.False(again.MoveNext());
+        Assert.Equal(expected.Count, report.FrameRecords.Count());
+
+        using var json = System.Text.Json.JsonDocument.Parse(report.ToJson());
+        var frames = json.RootElement.GetProperty("frames");
+        Assert.Equal(expected.Count, frames.GetArrayLength());
+        Assert.Equal(3000, frames[3001].GetProperty("faces").GetArrayLength());
+    }
+}
+
+public class CapacityTests
+{
+    private static Deid.Media.VideoInfo Info(int w, int h) => new("x.mp4", w, h, 0, new(25, 1), new(25, 1), new(1, 12800),
+        TimeSpan.FromSeconds(10), 250, false, "h264", []);
+
+    /// <summary>Frames in the channels plus those the stages hold stay within the byte budget wherever the budget allows it.</summary>
+    [Theory]
+    [InlineData(3840, 2160, 2)]
+    [InlineData(3840, 2160, 8)]
+    [InlineData(1920, 1080, 2)]
+    public void FramesInFlightFollowTheByteBudget(int w, int h, int workers)
+    {
+        var options = new AnonymizeOptions { Workers = workers, FrameMemoryMiB = 1024 };
+        var (hop, waiting) = DeidEngine.Capacities(options, Info(w, h), batch: 8);
+        // decode and detect channels (2 each per worker, at most 2 hops), six hops, the frames behind the batcher, and those in hand
+        var inFlight = 2 * Math.Min(2 * workers, 2 * hop) + 6 * hop + waiting + DeidEngine.HeldFrames(workers);
+        Assert.True(inFlight * (long)w * h * 3 <= options.FrameMemoryMiB * 1024L * 1024, $"{inFlight} frames of {w}x{h}");
+    }
+
+    [Fact]
+    public void SmallFramesKeepTheFullDepths()
+    {
+        Assert.Equal((4, 16), DeidEngine.Capacities(new AnonymizeOptions { Workers = 2 }, Info(512, 512), batch: 8));
+    }
+}

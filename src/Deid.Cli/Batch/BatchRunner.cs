@@ -165,7 +165,7 @@ public sealed class BatchRunner(DeidEngine engine, BatchManifest manifest, Anony
                 {
                     Directory.CreateDirectory(Path.GetDirectoryName(clip.Output)!);
                     var progress = new InlineProgress(p => display?.ClipProgress(clip, p.FramesDone, p.Fps));
-                    var report = await engine.AnonymizeAsync(clip.Input, clip.Output, jobOptions, progress, ct).ConfigureAwait(false);
+                    using var report = await engine.AnonymizeAsync(clip.Input, clip.Output, jobOptions, progress, ct).ConfigureAwait(false);
                     report.WriteJson(clip.Report);
                     var outInfo = new FileInfo(clip.Output);
                     rec.Status = ClipStatus.Done;

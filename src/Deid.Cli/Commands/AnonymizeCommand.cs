@@ -30,7 +30,7 @@ public static class AnonymizeCommand
                 var reportPath = r.GetValue(report);
                 if (reportPath != null) CheckReportPath(reportPath, inPath, outPath);
 
-                var result = Console.IsOutputRedirected
+                using var result = Console.IsOutputRedirected
                     ? await Anonymizer.RunAsync(inPath, outPath, options, null, ct)
                     : await RunWithProgressAsync(inPath, outPath, options, ct);
 
