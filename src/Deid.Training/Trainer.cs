@@ -44,8 +44,12 @@ public sealed record ValidationResult(long Step, double IdentitySimilarity, doub
         .Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }
 
-/// <summary>Where a run came from; a resume must name the same data, generator and identity encoder.</summary>
-public sealed record RunSources(string Data, string GeneratorSha256, string IdentityEncoder);
+/// <summary>
+/// Where a run came from; a resume must name the same data, generator and identity encoder. <paramref name="Generator"/>
+/// (the generator file, when known) is linked into every checkpoint as <c>G.safetensors</c>, so
+/// <c>--weights-dir RUN/best</c> draws with the G the run was trained against.
+/// </summary>
+public sealed record RunSources(string Data, string GeneratorSha256, string IdentityEncoder, string? Generator = null);
 
 /// <summary>
 /// The training of Nitzan et al. 2020 (§3.3): per step a generator-side update of E_attr and M with
@@ -423,6 +427,9 @@ public sealed class Trainer : IDisposable
             AtomicFile.Write(Path.Combine(tmp, OptimizerGFile), s => { using var bw = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); _optG.save_state_dict(bw); });
             AtomicFile.Write(Path.Combine(tmp, OptimizerDFile), s => { using var bw = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); _optD.save_state_dict(bw); });
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), Config.ToJson());
+            // A link, not a copy: G is frozen and large. Were it moved later, latent mode falls back to the models folder.
+            if (Sources.Generator is { } gen && File.Exists(gen))
+                File.CreateSymbolicLink(Path.Combine(tmp, LatentNetworks.GeneratorFile), Path.GetFullPath(gen));
             var state = new JsonObject
             {
                 ["step"] = Step,

@@ -69,7 +69,7 @@ public static class TrainCommand
             using var _m = model;
             using var _d = dw;
             using var _r = recognizer;
-            using var trainer = new Trainer(cfg, model, dw, dataset, runDir, new RunSources(Path.GetFullPath(dataDir), sha, cfg.IdentityEncoder), recognizer, dev)
+            using var trainer = new Trainer(cfg, model, dw, dataset, runDir, new RunSources(Path.GetFullPath(dataDir), sha, cfg.IdentityEncoder, Path.GetFullPath(genPath)), recognizer, dev)
             {
                 Progress = Console.Error,
             };
