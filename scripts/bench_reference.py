@@ -90,11 +90,18 @@ class G:
             cin = cout
 
     def __call__(self, z):
+        return self.synthesize(self.map(z))
+
+    def map(self, z):
         w = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)
         for wt, b in self.mlp:
             w = F.leaky_relu(F.linear(w, wt * (0.01 / math.sqrt(self.sdim))) + b * 0.01, 0.2) * math.sqrt(2)
+        return w
+
+    def synthesize(self, w):
+        """w [B,sdim] -> image [B,3,size,size]; differentiable in w (the weights are plain tensors: frozen)."""
         lat = w.unsqueeze(1).repeat(1, self.n_latent, 1)
-        x = self.const.repeat(z.shape[0], 1, 1, 1)
+        x = self.const.repeat(w.shape[0], 1, 1, 1)
         x = self.conv1(x, lat[:, 0], self.noise[0])
         skip = self.rgb1(x, lat[:, 1])
         i = 1

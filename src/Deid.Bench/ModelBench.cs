@@ -32,15 +32,15 @@ public static class ModelBench
         var gBatches = Batches("DEID_BENCH_G_BATCHES", "1,8,32");
         var gOurs = TimeTorchSharp(r, "G 256px", gBatches, GImages, threads,
             () => new Generator(StyleGAN2Config.Ffhq256), b => randn(b, 512));
-        r.Add(new BenchRow(Suite, "G bench peak RSS (TorchSharp process)", PeakRssMb(), "MB"));
+        r.Add(new BenchRow(Suite, "G bench peak RSS (TorchSharp process)", Suites.PeakRssMb(), "MB"));
         AddReference(r, "G 256px", "G bench", gOurs, RunPython(["--model", "g", "--images", $"{GImages}"], gBatches, threads));
 
         // Without the reset, VmHWM would still hold G's batch-8 peak and say nothing about E_attr.
-        bool peakReset = ResetPeakRss();
+        bool peakReset = Suites.ResetPeakRss();
         var eBatches = Batches("DEID_BENCH_EATTR_BATCHES", "1,8");
         var eOurs = TimeTorchSharp(r, "E_attr 299px", eBatches, EAttrImages, threads,
             () => new InceptionV3(), b => randn(b, 3, InceptionV3.InputSize, InceptionV3.InputSize));
-        if (peakReset) r.Add(new BenchRow(Suite, "E_attr bench peak RSS (TorchSharp process)", PeakRssMb(), "MB"));
+        if (peakReset) r.Add(new BenchRow(Suite, "E_attr bench peak RSS (TorchSharp process)", Suites.PeakRssMb(), "MB"));
         AddReference(r, "E_attr 299px", "E_attr bench", eOurs,
             RunPython(["--model", "eattr", "--images", $"{EAttrImages}"], eBatches, threads));
     }
@@ -97,24 +97,6 @@ public static class ModelBench
 
     /// <summary>Timed runs per batch size, as bench_reference.py's --images: max(1, images / batch).</summary>
     private static int Repeats(int images, int batch) => Math.Max(1, images / batch);
-
-    private static double PeakRssMb() => Suites.PeakRssKb() is { } kb ? kb / 1024.0 : double.NaN;
-
-    /// <summary>Writing 5 to clear_refs (Linux ≥ 4.0) resets VmHWM to the current RSS.</summary>
-    private static bool ResetPeakRss()
-    {
-        try
-        {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            File.WriteAllText("/proc/self/clear_refs", "5");
-            return true;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
 
     private static JsonElement? RunPython(string[] modelArgs, int[] batches, int threads)
     {

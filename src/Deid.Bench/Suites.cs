@@ -12,6 +12,7 @@ public static class Suites
         ("batch", BatchBench.Run),
         ("reenact", ReenactBench.Run),
         ("memory", MemoryBench.Run),
+        ("training", TrainingBench.Run),
         // not part of a plain `make bench`: long-running robustness suites, run by name
         ("fuzz", FuzzBench.Run),
         ("soak", SoakBench.Run),
@@ -60,5 +61,24 @@ public static class Suites
             if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
                 return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
         return null;
+    }
+
+    /// <summary>This process's peak resident memory in MB; NaN where /proc has none.</summary>
+    public static double PeakRssMb() => PeakRssKb() is { } kb ? kb / 1024.0 : double.NaN;
+
+    /// <summary>Writing 5 to clear_refs (Linux ≥ 4.0) resets VmHWM to the current RSS, so the next peak is one stage's own.</summary>
+    public static bool ResetPeakRss()
+    {
+        try
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 }

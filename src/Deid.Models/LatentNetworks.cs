@@ -91,11 +91,10 @@ public sealed class LatentNetworks : IDisposable
     public static LatentNetworks Load(LatentWeightsSpec spec, Device device)
     {
         var parts = Parts(spec).ToDictionary(p => p.Role);
-        var missing = parts.Values.Where(p => !p.Present).ToList();
-        if (missing.Count > 0 && !spec.RandomWeights)
-            throw new WeightsException("latent mode needs weights that are missing: "
-                                       + string.Join("; ", missing.Select(p => $"{p.Role} ({p.Path}): {p.HowToGet}"))
-                                       + " (or run with --random-weights to try the pipeline with untrained networks)");
+        // Which E_id a trained M takes is known only once M is read (128-d codes: face-api's recognizer, no file):
+        // with M present, a missing IR-SE50 file is an error only if M turns out to need it.
+        var missing = parts.Values.Where(p => !p.Present && !(p.Role == "E_id" && parts["M"].Present)).ToList();
+        if (missing.Count > 0 && !spec.RandomWeights) throw Missing(missing);
 
         var random = new List<string>();
         var files = new Dictionary<string, string>();
@@ -140,7 +139,8 @@ public sealed class LatentNetworks : IDisposable
             long idDim = m != null ? m.InputDim - attr.FeatureDim : small ? SmallIdDim : 512;
             IIdentityEncoder eid;
             string idName;
-            if (idDim == 128 && !parts["E_id"].Present)
+            // (whether or not an IR-SE50 file is installed too: a 512-d encoder cannot feed this M).
+            if (idDim == 128)
             {
                 var faceApiDir = ModelStore.FaceApiDir(new ModelStore(spec.ModelsDir).Root);
                 try { eid = Part("E_id", _ => FaceRecognitionNet.Load(faceApiDir), () => FaceRecognitionNet.Load(faceApiDir)); }
@@ -151,6 +151,7 @@ public sealed class LatentNetworks : IDisposable
             }
             else
             {
+                if (!parts["E_id"].Present && !spec.RandomWeights) throw Missing([parts["E_id"]]);
                 eid = Part("E_id", LoadIrSe50, () => small ? new IrSe50(width: SmallWidth, embeddingDim: SmallIdDim) : new IrSe50());
                 idName = "irse50";
             }
@@ -164,6 +165,11 @@ public sealed class LatentNetworks : IDisposable
             throw;
         }
     }
+
+    private static WeightsException Missing(IEnumerable<LatentPart> missing) =>
+        new("latent mode needs weights that are missing: "
+            + string.Join("; ", missing.Select(p => $"{p.Role} ({p.Path}): {p.HowToGet}"))
+            + " (or run with --random-weights to try the pipeline with untrained networks)");
 
     private static IrSe50 LoadIrSe50(string path)
     {

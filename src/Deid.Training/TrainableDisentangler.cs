@@ -39,6 +39,26 @@ public sealed class TrainableDisentangler : nn.Module
     /// <summary>Side E_attr's input is resized to (299 for the published network; smaller for tiny test configurations).</summary>
     public int AttributeInputSize { get; }
 
+    /// <summary>
+    /// The type the frozen networks hold and compute in (Float32, or BFloat16/Float16 for mixed precision): their
+    /// inputs are cast to it on the way in and their outputs back to Float32 on the way out, so E_attr, M, the
+    /// losses and every gradient the optimizer sees stay Float32 (the trained weights are their own master copy).
+    /// TorchSharp 0.107 has no autocast, hence the explicit boundary.
+    /// </summary>
+    public ScalarType FrozenType { get; private set; } = ScalarType.Float32;
+
+    /// <summary>Casts E_id, G and E_lnd to <paramref name="type"/> (their weights are never updated, so nothing is lost to rounding later).</summary>
+    public void SetFrozenType(ScalarType type)
+    {
+        if (type is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+            throw new ArgumentException($"the frozen networks run in Float32, BFloat16 or Float16, not {type}");
+        foreach (var m in _frozen) m.to(type);
+        FrozenType = type;
+    }
+
+    private Tensor In(Tensor x) => x.dtype == FrozenType ? x : x.to_type(FrozenType);
+    private static Tensor Out(Tensor x) => x.dtype == ScalarType.Float32 ? x : x.to_type(ScalarType.Float32);
+
     /// <summary>The side identity encoders read (FFHQ-aligned 256² crops); other image sizes are resized to it.</summary>
     public const int IdentityInputSize = 256;
 
@@ -93,7 +113,7 @@ public sealed class TrainableDisentangler : nn.Module
         var x = images;
         if (x.shape[2] != IdentityInputSize || x.shape[3] != IdentityInputSize)
             x = F.interpolate(x, new long[] { IdentityInputSize, IdentityInputSize }, mode: InterpolationMode.Bilinear, align_corners: false);
-        return IdentityEncoder.Encode(x).MoveToOuterDisposeScope();
+        return Out(IdentityEncoder.Encode(In(x))).MoveToOuterDisposeScope();
     }
 
     /// <summary>Images → E_attr codes <c>[B,FeatureDim]</c>: resized to <see cref="AttributeInputSize"/>, normalised as the weights expect.</summary>
@@ -118,7 +138,11 @@ public sealed class TrainableDisentangler : nn.Module
     }
 
     /// <summary>E_lnd's 68 landmarks <c>[B,68,2]</c> in pixels of the images (differentiable in the images).</summary>
-    public Tensor Landmarks(Tensor images) => LandmarkEncoder.DetectOnCrops(images);
+    public Tensor Landmarks(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return Out(LandmarkEncoder.DetectOnCrops(In(images))).MoveToOuterDisposeScope();
+    }
 
     /// <summary>w = M([idCode, E_attr(attr)]) and I_out = G(w); gradients reach E_attr and M when autograd is on.</summary>
     public (Tensor W, Tensor Image) Forward(Tensor idCode, Tensor attrImages)
@@ -126,7 +150,7 @@ public sealed class TrainableDisentangler : nn.Module
         using var scope = NewDisposeScope();
         var attr = EncodeAttributes(attrImages);
         var w = Mapper.Map(idCode.detach(), attr);
-        var image = Generator.Synthesize(w);
+        var image = Out(Generator.Synthesize(In(w)));
         return (w.MoveToOuterDisposeScope(), image.MoveToOuterDisposeScope());
     }
 }

@@ -44,8 +44,12 @@ public sealed record ValidationResult(long Step, double IdentitySimilarity, doub
         .Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 }
 
-/// <summary>Where a run came from; a resume must name the same data, generator and identity encoder.</summary>
-public sealed record RunSources(string Data, string GeneratorSha256, string IdentityEncoder);
+/// <summary>
+/// Where a run came from; a resume must name the same data, generator and identity encoder. <paramref name="Generator"/>
+/// (the generator file, when known) is linked into every checkpoint as <c>G.safetensors</c>, so
+/// <c>--weights-dir RUN/best</c> draws with the G the run was trained against.
+/// </summary>
+public sealed record RunSources(string Data, string GeneratorSha256, string IdentityEncoder, string? Generator = null);
 
 /// <summary>
 /// The training of Nitzan et al. 2020 (§3.3): per step a generator-side update of E_attr and M with
@@ -80,6 +84,7 @@ public sealed class Trainer : IDisposable
     private readonly Adam _optG, _optD;
     private readonly List<int> _trainSplit, _valSplit;
     private PairLoader _loader;
+    private readonly LossScaler? _scaler;
     private StreamWriter? _log;
     private double _bestScore = double.NegativeInfinity;
     private long _bestStep = -1;
@@ -116,7 +121,12 @@ public sealed class Trainer : IDisposable
         _optG = torch.optim.Adam(model.TrainableParameters(), config.LrG, config.Beta1, config.Beta2);
         _optD = torch.optim.Adam(dw.parameters(), config.LrD, config.Beta1, config.Beta2);
         _loader = new PairLoader(data, _trainSplit, config.Seed);
+        // fp16 gradients flowing back through G underflow without scaling; bf16 has fp32's range and needs none.
+        if (model.FrozenType == ScalarType.Float16) _scaler = new LossScaler();
     }
+
+    /// <summary>The fp16 loss scale now (null: no loss scaling in this precision).</summary>
+    public double? LossScale => _scaler?.Scale;
 
     /// <summary>Starts a new run in <see cref="RunDir"/> (which must not hold one).</summary>
     public void StartNew()
@@ -239,8 +249,12 @@ public sealed class Trainer : IDisposable
         double vAdv = lAdv.item<float>(), vId = lId.item<float>(), vLnd = lLnd.item<float>(), vRec = lRec.item<float>(), vTotal = total.item<float>();
         CheckFinite(("L_adv", vAdv), ("L_id", vId), ("L_lnd", vLnd), ("L_rec", vRec), ("total", vTotal));
         _optG.zero_grad();
-        total.backward();
-        _optG.step();
+        if (_scaler is null) { total.backward(); _optG.step(); }
+        else
+        {
+            (total * _scaler.Scale).backward();
+            if (_scaler.Unscale(_model.TrainableParameters())) _optG.step();   // an overflowing step is skipped, as torch's GradScaler does
+        }
 
         // D_W: real w of the attribute images vs M's output (before this step's update).
         var fake = w.detach();
@@ -413,6 +427,9 @@ public sealed class Trainer : IDisposable
             AtomicFile.Write(Path.Combine(tmp, OptimizerGFile), s => { using var bw = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); _optG.save_state_dict(bw); });
             AtomicFile.Write(Path.Combine(tmp, OptimizerDFile), s => { using var bw = new BinaryWriter(s, Encoding.UTF8, leaveOpen: true); _optD.save_state_dict(bw); });
             AtomicFile.WriteAllText(Path.Combine(tmp, ConfigFile), Config.ToJson());
+            // A link, not a copy: G is frozen and large. Were it moved later, latent mode falls back to the models folder.
+            if (Sources.Generator is { } gen && File.Exists(gen))
+                File.CreateSymbolicLink(Path.Combine(tmp, LatentNetworks.GeneratorFile), Path.GetFullPath(gen));
             var state = new JsonObject
             {
                 ["step"] = Step,
@@ -422,6 +439,7 @@ public sealed class Trainer : IDisposable
                 ["best_step"] = _bestStep,
                 ["sources"] = JsonSerializer.SerializeToNode(Sources, TrainingConfig.Json),
                 ["e_attr_input_size"] = _model.AttributeInputSize,
+                ["loss_scale"] = _scaler is null ? null : JsonSerializer.SerializeToNode(_scaler.State, TrainingConfig.Json),
                 ["written_utc"] = DateTime.UtcNow.ToString("O"),
             };
             AtomicFile.WriteAllText(Path.Combine(tmp, StateFile), state.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -457,6 +475,7 @@ public sealed class Trainer : IDisposable
         _lastCheckpointStep = Step;
         _bestScore = state["best_score"]?.GetValue<double>() ?? double.NegativeInfinity;
         _bestStep = state["best_step"]?.GetValue<long>() ?? -1;
+        if (_scaler is not null && state["loss_scale"] is { } ls) _scaler.State = ls.Deserialize<LossScaler.Snapshot>(TrainingConfig.Json)!;
         _loader.Dispose();
         _loader = new PairLoader(_data, _trainSplit, Config.Seed, state["loader_position"]!.GetValue<long>());
     }

@@ -10,7 +10,7 @@ public sealed class TrainingConfigException(string message, Exception? inner = n
 
 /// <summary>
 /// Every choice of the training, with the paper's values as defaults (Nitzan et al. 2020, §3.2-3.3 and §4). Read from a
-/// JSON file (snake_case keys, unknown keys rejected) plus <c>key=value</c> overrides; the resolved configuration is
+/// JSON or YAML file (snake_case keys, unknown keys and wrong types rejected) plus <c>key=value</c> overrides; the resolved configuration is
 /// saved as <c>config.json</c> in the run and in every checkpoint, and a resume must match it (except
 /// <see cref="Steps"/>, which may be extended).
 /// </summary>
@@ -50,6 +50,12 @@ public sealed record TrainingConfig
     /// <summary>Start E_attr from these weights (a deid E_attr file, or an imported torchvision InceptionV3); null: random init.</summary>
     public string? AttrInit { get; init; }
 
+    /// <summary>
+    /// fp32; bf16 or fp16: the frozen networks (G, E_id, E_lnd) hold and compute in that type while E_attr, M, D_W, the
+    /// optimizers and every loss stay fp32 (fp16 only on CUDA, with dynamic loss scaling).
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
+
     // Bookkeeping
     public int CheckpointEvery { get; init; } = 1000;
     public int GridEvery { get; init; } = 1000;
@@ -77,38 +83,75 @@ public sealed record TrainingConfig
 
     public static TrainingConfig FromJson(string json, string source = "config")
     {
-        try
-        {
-            var cfg = JsonSerializer.Deserialize<TrainingConfig>(json, Json) ?? throw new TrainingConfigException($"{source} is empty");
-            cfg.Validate();
-            return cfg;
-        }
-        catch (JsonException e) { throw new TrainingConfigException($"{source}: {FirstLine(e.Message)}", e); }
+        JsonObject node;
+        try { node = JsonNode.Parse(json) as JsonObject ?? throw new TrainingConfigException($"{source} is not a JSON object"); }
+        catch (JsonException e) { throw new TrainingConfigException($"{source} is not valid JSON: {FirstLine(e.Message)}", e); }
+        return FromNode(node, source);
     }
 
+    /// <summary>
+    /// The defaults, then the file's keys (<c>.yaml</c>/<c>.yml</c>: YAML, anything else: JSON), then the
+    /// <c>key=value</c> overrides, validated as one: every source gives the same JSON tree, so an unknown key or a
+    /// value of the wrong type is reported the same way whichever way it came.
+    /// </summary>
     public static TrainingConfig Load(string? path, IEnumerable<string>? overrides = null)
     {
-        JsonObject node;
-        if (path is null) node = JsonNode.Parse(new TrainingConfig().ToJson())!.AsObject();
-        else
-        {
-            if (!File.Exists(path)) throw new TrainingConfigException($"config file not found: {path}");
-            try { node = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new TrainingConfigException($"{path} is not a JSON object"); }
-            catch (JsonException e) { throw new TrainingConfigException($"{path} is not valid JSON: {FirstLine(e.Message)}", e); }
-        }
+        var node = path is null ? new JsonObject() : ReadFile(path);
         foreach (var o in overrides ?? [])
         {
             int eq = o.IndexOf('=');
             if (eq <= 0) throw new TrainingConfigException($"override '{o}' is not key=value");
-            var key = o[..eq].Trim().Replace('-', '_');
-            if (!KnownKeys.Contains(key)) throw new TrainingConfigException($"unknown config key '{key}' (known: {string.Join(", ", KnownKeys)})");
             var text = o[(eq + 1)..].Trim();
             JsonNode? value;
             try { value = JsonNode.Parse(text); }
             catch (JsonException) { value = JsonValue.Create(text); }  // bare words are strings
-            node[key] = value;
+            node[o[..eq].Trim().Replace('-', '_')] = value;
         }
-        return FromJson(node.ToJsonString(), path ?? "config");
+        return FromNode(node, path ?? "config");
+    }
+
+    private static JsonObject ReadFile(string path)
+    {
+        if (!File.Exists(path)) throw new TrainingConfigException($"config file not found: {path}");
+        string text;
+        try { text = File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new TrainingConfigException($"cannot read {path}: {FirstLine(e.Message)}", e); }
+        var ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext is ".yaml" or ".yml") return YamlConfig.Parse(text, path);
+        try { return JsonNode.Parse(text) as JsonObject ?? throw new TrainingConfigException($"{path} is not a JSON object"); }
+        catch (JsonException e) { throw new TrainingConfigException($"{path} is not valid JSON: {FirstLine(e.Message)}", e); }
+    }
+
+    /// <summary>Keys of <paramref name="node"/> over the defaults: unknown keys and values of the wrong type named, then <see cref="Validate"/>.</summary>
+    private static TrainingConfig FromNode(JsonObject node, string source)
+    {
+        var merged = JsonNode.Parse(new TrainingConfig().ToJson())!.AsObject();
+        foreach (var (key, value) in node)
+        {
+            if (!KnownKeys.Contains(key)) throw new TrainingConfigException($"{source}: unknown config key '{key}' (known: {string.Join(", ", KnownKeys)})");
+            merged[key] = value?.DeepClone();
+        }
+        TrainingConfig cfg;
+        try { cfg = merged.Deserialize<TrainingConfig>(Json)!; }
+        catch (JsonException e)
+        {
+            var key = e.Path?.TrimStart('$', '.').Split('[', '.')[0];
+            if (key is null || !KnownKeys.Contains(key)) throw new TrainingConfigException($"{source}: {FirstLine(e.Message)}", e);
+            throw new TrainingConfigException($"{source}: {key} must be {Kind(key)}, got {node[key]?.ToJsonString() ?? "null"}", e);
+        }
+        cfg.Validate();
+        return cfg;
+    }
+
+    /// <summary>What a key's value must be, in words, from the property's type.</summary>
+    private static string Kind(string key)
+    {
+        var prop = typeof(TrainingConfig).GetProperties().First(p => Json.PropertyNamingPolicy!.ConvertName(p.Name) == key);
+        static string Of(Type t) => t == typeof(int) || t == typeof(long) ? "integer" : t == typeof(double) ? "number" : t == typeof(string) ? "string" : t.Name;
+        var type = prop.PropertyType;
+        var kind = type.IsArray ? $"a list of {Of(type.GetElementType()!)}s" : Of(type) is var k && k == "integer" ? "an integer" : $"a {Of(type)}";
+        bool nullable = new System.Reflection.NullabilityInfoContext().Create(prop).ReadState == System.Reflection.NullabilityState.Nullable;
+        return nullable ? kind + " or null" : kind;
     }
 
     public static IReadOnlyList<string> KnownKeys { get; } =
@@ -144,6 +187,7 @@ public sealed record TrainingConfig
         Check(IdentityEncoder is "irse50" or "face-api", $"identity_encoder must be irse50 or face-api, got '{IdentityEncoder}'");
         Check(MapperHidden.All(w => w > 0), "mapper_hidden widths must be positive");
         Check(DwWidths.Length > 0 && DwWidths.All(w => w > 0) && DwWidths[^1] == 1, "dw_widths must be positive and end with 1");
+        Check(Precision is "fp32" or "bf16" or "fp16", $"precision must be fp32, bf16 or fp16, got '{Precision}'");
         Check(AttrWidth > 0, $"attr_width must be positive, got {AttrWidth}");
         Check(AttrInputSize >= 75, $"attr_input_size must be at least 75, got {AttrInputSize}");
         Check(AttrNormalization is "minus-one-to-one" or "imagenet" or "zero-255", $"attr_normalization must be minus-one-to-one, imagenet or zero-255, got '{AttrNormalization}'");

@@ -68,6 +68,16 @@ public static class TrainingSetup
 
     private static readonly object s_seedGate = new();
 
+    /// <summary>The frozen networks' type for <see cref="TrainingConfig.Precision"/> on <paramref name="device"/>; fp16 is refused off CUDA.</summary>
+    public static ScalarType FrozenType(TrainingConfig cfg, Device device) => cfg.Precision switch
+    {
+        "fp32" => ScalarType.Float32,
+        "bf16" => ScalarType.BFloat16,
+        "fp16" when device.type == DeviceType.CUDA => ScalarType.Float16,
+        "fp16" => throw new RunException($"precision fp16 needs a CUDA device (the device is {device}): CPU has no fast fp16 kernels; use bf16 or fp32 there"),
+        var p => throw new TrainingConfigException($"config: precision must be fp32, bf16 or fp16, got '{p}'"),
+    };
+
     private static (TrainableDisentangler Model, DW Dw) BuildSeeded(TrainingConfig cfg, Generator g, IIdentityEncoder eId, FaceLandmark68Net eLnd, Device? device)
     {
         torch.random.manual_seed(cfg.Seed);
@@ -86,6 +96,7 @@ public static class TrainingSetup
         var dw = new DW(g.StyleDim, cfg.DwWidths);
         var model = new TrainableDisentangler(eId, attr, m, g, eLnd, LatentWeights.ParseNormalization(cfg.AttrNormalization), cfg.AttrInputSize);
         if (device is not null) { model.to(device); dw.to(device); }
+        model.SetFrozenType(FrozenType(cfg, device ?? CPU));
         return (model, dw);
     }
 }

@@ -35,4 +35,16 @@ public sealed class TrainCliTests : IDisposable
         Assert.Contains("unknown config key 'lr'", OneErrorLine(RunDeid("train", "--data", _tmp.File("foreign"), "--generator", g, "-o", _tmp.File("run"), "--set", "lr=1")));
         Assert.False(Directory.Exists(_tmp.File("run")));
     }
+
+    [Fact]
+    public void Train_with_a_bad_yaml_or_json_config_names_the_key_in_one_line()
+    {
+        var g = _tmp.File("g.safetensors");
+        File.WriteAllText(_tmp.File("c.yaml"), "batch_size: 2\nlr: 1\n");
+        File.WriteAllText(_tmp.File("c.json"), """{ "batch_size": "two" }""");
+        string Train(string config) => OneErrorLine(Deid("train", "--data", _tmp.File("none"), "--generator", g, "-o", _tmp.File("run"), "--config", config));
+        Assert.Contains("unknown config key 'lr'", Train(_tmp.File("c.yaml")));
+        Assert.Contains("batch_size must be an integer, got \"two\"", Train(_tmp.File("c.json")));
+        Assert.False(Directory.Exists(_tmp.File("run")));
+    }
 }

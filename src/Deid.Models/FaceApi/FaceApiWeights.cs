@@ -86,7 +86,8 @@ internal static class TfOps
     /// <summary>face-api normalisation: subtract the mean RGB and divide by 255 (x is [B,3,H,W] in 0..255).</summary>
     public static Tensor Normalize(Tensor x)
     {
-        using var mean = torch.tensor(new float[] { 122.782f, 117.001f, 104.298f }, new long[] { 1, 3, 1, 1 }, device: x.device);
+        // In the input's type, so a bf16/fp16 network (mixed-precision training) stays in it.
+        using var mean = torch.tensor(new float[] { 122.782f, 117.001f, 104.298f }, new long[] { 1, 3, 1, 1 }, dtype: x.dtype, device: x.device);
         return (x - mean) / 255f;
     }
 

@@ -29,13 +29,15 @@ public sealed class SafeTensorsFile : IDisposable
     private SafeTensorsFile(string path)
     {
         Path = path;
-        var info = new FileInfo(path);
-        if (!info.Exists) throw new WeightsException($"weights file not found: {path}");
-        if (info.Length < 8) throw new WeightsException($"{path} is not a safetensors file (only {info.Length} bytes)");
+        if (!File.Exists(path)) throw new WeightsException($"weights file not found: {path}");
+        // The opened file's length: FileInfo.Length of a symbolic link is the link's own (a linked G in a checkpoint).
+        long fileLength;
+        using (var fs = File.OpenRead(path)) fileLength = fs.Length;
+        if (fileLength < 8) throw new WeightsException($"{path} is not a safetensors file (only {fileLength} bytes)");
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         ulong headerLen = _view.ReadUInt64(0);
-        if (headerLen == 0 || headerLen > (ulong)info.Length - 8 || headerLen > 100_000_000)
+        if (headerLen == 0 || headerLen > (ulong)fileLength - 8 || headerLen > 100_000_000)
             throw new WeightsException($"{path} is not a safetensors file (bad header length {headerLen})");
         var header = new byte[headerLen];
         _view.ReadArray(8, header, 0, header.Length);
@@ -55,7 +57,7 @@ public sealed class SafeTensorsFile : IDisposable
                 var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
                 var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
                 long expected = shape.Aggregate(1L, (a, b) => a * b) * ElementSize(dtype, p.Name);
-                if (offs.Length != 2 || offs[1] - offs[0] != expected || _dataStart + offs[1] > info.Length)
+                if (offs.Length != 2 || offs[1] - offs[0] != expected || _dataStart + offs[1] > fileLength)
                     throw new WeightsException($"{path}: tensor '{p.Name}' has inconsistent offsets/shape");
                 _entries[p.Name] = (dtype, shape, offs[0], offs[1]);
                 _keys.Add(p.Name);
