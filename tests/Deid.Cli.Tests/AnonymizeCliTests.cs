@@ -170,13 +170,13 @@ public sealed class AnonymizeCliTests : IDisposable
     [InlineData("--crf", "99", "crf must be between 0 and 51")]
     [InlineData("--encoder-threads", "-1", "--encoder-threads must be between 0")]
     public void BadEncoderOption_OneLineNoOutput(string option, string value, string expected) =>
-        AssertFailsCleanly(Deid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), option, value), _tmp.File("out.mp4"), expected);
+        AssertFailsCleanly(RunDeid("anonymize", SmallClip.Value, "-o", _tmp.File("out.mp4"), option, value), _tmp.File("out.mp4"), expected);
 
     [Fact]
     public void EncoderOptions_ReachTheEncoder()
     {
         var output = _tmp.File("fast.mp4");
-        var r = Deid("anonymize", SmallClip.Value, "-o", output, "--mode", "pixelate", "--preset", "ultrafast", "--crf", "30", "--encoder-threads", "1");
+        var r = RunDeid("anonymize", SmallClip.Value, "-o", output, "--mode", "pixelate", "--preset", "ultrafast", "--crf", "30", "--encoder-threads", "1");
         Assert.True(r.Code == 0, r.StdErr);
         Assert.Equal(Tool.CountFrames(SmallClip.Value), Tool.CountFrames(output));
         // x264 records its settings in the stream (an SEI message): the options must be the ones given.

@@ -42,7 +42,7 @@ public sealed class TrainCliTests : IDisposable
         var g = _tmp.File("g.safetensors");
         File.WriteAllText(_tmp.File("c.yaml"), "batch_size: 2\nlr: 1\n");
         File.WriteAllText(_tmp.File("c.json"), """{ "batch_size": "two" }""");
-        string Train(string config) => OneErrorLine(Deid("train", "--data", _tmp.File("none"), "--generator", g, "-o", _tmp.File("run"), "--config", config));
+        string Train(string config) => OneErrorLine(RunDeid("train", "--data", _tmp.File("none"), "--generator", g, "-o", _tmp.File("run"), "--config", config));
         Assert.Contains("unknown config key 'lr'", Train(_tmp.File("c.yaml")));
         Assert.Contains("batch_size must be an integer, got \"two\"", Train(_tmp.File("c.json")));
         Assert.False(Directory.Exists(_tmp.File("run")));
