@@ -153,6 +153,29 @@ public sealed class VideoWriter : IDisposable
     public IReadOnlyList<string> Warnings => _warnings;
 
     /// <summary>The pixel format the video is encoded in.</summary>
+    /// <summary>x264's rc-lookahead of each preset (frames), as x264 sets it.</summary>
+    private static readonly Dictionary<string, int> PresetLookahead = new()
+    {
+        ["ultrafast"] = 0, ["superfast"] = 0, ["veryfast"] = 10, ["faster"] = 20, ["fast"] = 30,
+        ["medium"] = 40, ["slow"] = 50, ["slower"] = 60, ["veryslow"] = 60, ["placebo"] = 60,
+    };
+
+    /// <summary>Bytes of encoder lookahead the writer allows; x264 holds about two frame-sized buffers per lookahead frame.</summary>
+    public const long LookaheadBudgetBytes = 256L << 20;
+
+    /// <summary>
+    /// The rc-lookahead to ask x264 for, or null to keep the preset's: x264 buffers its lookahead in full frames, so
+    /// at 4K medium's 40 frames cost the encoder about 1 GB on their own. Large frames get as many lookahead frames as
+    /// <see cref="LookaheadBudgetBytes"/> holds (at least 10, veryfast's own), small ones keep the preset's.
+    /// </summary>
+    public static int? Lookahead(string preset, int width, int height)
+    {
+        if (!PresetLookahead.TryGetValue(preset, out var own) || own <= 10) return null;
+        var perFrame = 2L * width * height * 3 / 2;
+        var fits = (int)Math.Clamp(LookaheadBudgetBytes / Math.Max(1, perFrame), 10, int.MaxValue);
+        return fits < own ? fits : null;
+    }
+
     public string PixelFormat => _options.PixelFormat ?? OutputPixelFormat(_source.PixelFormat, StoredWidth, StoredHeight, _codec);
 
     private int StoredWidth => _container == Container.Mov ? _source.CodedWidth : _source.Width;
@@ -413,7 +436,11 @@ public sealed class VideoWriter : IDisposable
         ]);
         if (_codec.Contains("264", StringComparison.Ordinal) || _codec.Contains("265", StringComparison.Ordinal) ||
             _codec.Contains("hevc", StringComparison.Ordinal))
+        {
             args.AddRange(["-crf", (_options.Crf ?? 18).ToString(inv), "-preset", _options.Preset]);
+            if (Lookahead(_options.Preset, _source.Width, _source.Height) is int frames)
+                args.AddRange(["-rc-lookahead", frames.ToString(inv)]);
+        }
         else if (_codec.Contains("vp9", StringComparison.Ordinal))
         {
             var fast = _options.Preset is "ultrafast" or "superfast" or "veryfast";

@@ -156,6 +156,36 @@ public class WriterTests
         Assert.True(Cv2.Mean(gray[new Rect(68, 4, 56, 120)]).Val0 < 15);
     }
 
+    [Theory]
+    [InlineData("medium", 3840, 2160, 10)]   // 4K: medium's 40 frames would cost x264 about 1 GB
+    [InlineData("medium", 2560, 1440, 24)]
+    [InlineData("medium", 1920, 1080, null)] // fits: the preset's own 40
+    [InlineData("medium", 512, 512, null)]
+    [InlineData("ultrafast", 3840, 2160, null)] // no lookahead to shrink
+    [InlineData("veryfast", 7680, 4320, null)]  // 10 already, the floor
+    public void EncoderLookahead_IsBoundedByFrameSize(string preset, int width, int height, int? expected) =>
+        Assert.Equal(expected, VideoWriter.Lookahead(preset, width, height));
+
+    [Fact]
+    public void FourKOutput_AsksX264ForTheBoundedLookahead()
+    {
+        using var dir = new TempDir();
+        var clip = dir.File("k4.mp4");
+        Tool.Ffmpeg("-f", "lavfi", "-i", "testsrc2=s=3840x2160:r=25:d=0.12", "-c:v", "libx264", "-preset", "ultrafast", clip);
+        var output = dir.File("out.mp4");
+        using (var reader = new VideoReader(clip))
+        using (var writer = new VideoWriter(output, reader.Info))
+        {
+            foreach (var frame in reader.ReadFrames(TestContext.Current.CancellationToken))
+                using (frame) writer.Write(frame);
+            writer.Complete();
+        }
+        // x264 records its settings in the stream (an SEI message).
+        var sei = System.Text.Encoding.ASCII.GetString(File.ReadAllBytes(output));
+        Assert.Contains(" rc_lookahead=10 ", sei);
+        Assert.Equal(3, Tool.CountFrames(output));
+    }
+
     [Fact]
     public void DisposeWithoutCompleteLeavesNothing()
     {
