@@ -153,6 +153,9 @@ public sealed class VideoWriter : IDisposable
     public IReadOnlyList<string> Warnings => _warnings;
 
     /// <summary>The pixel format the video is encoded in.</summary>
+    private bool IsX264Family => _codec.Contains("264", StringComparison.Ordinal) || _codec.Contains("265", StringComparison.Ordinal) ||
+        _codec.Contains("hevc", StringComparison.Ordinal);
+
     /// <summary>x264's rc-lookahead of each preset (frames), as x264 sets it.</summary>
     private static readonly Dictionary<string, int> PresetLookahead = new()
     {
@@ -414,6 +417,9 @@ public sealed class VideoWriter : IDisposable
             var offsetUs = Rational.Rescale(firstPts, tb, new Rational(1, 1_000_000));
             args.AddRange(["-itsoffset", (offsetUs / 1e6).ToString("0.######", inv)]);
         }
+        // Large frames: ffmpeg's input queue (8 packets) alone would hold 200 MB of raw 4K frames.
+        var bigFrames = IsX264Family && Lookahead(_options.Preset, _source.Width, _source.Height) != null;
+        if (bigFrames) args.AddRange(["-thread_queue_size", "2"]);
         args.AddRange(["-f", "matroska", "-i", "pipe:0"]);
         if (_needsSourceInput) args.AddRange(["-i", _source.Path]);
         args.AddRange(["-map", "0:v:0"]);
@@ -434,12 +440,12 @@ public sealed class VideoWriter : IDisposable
             "-fps_mode", "passthrough",
             "-enc_time_base", tb.ToString(),
         ]);
-        if (_codec.Contains("264", StringComparison.Ordinal) || _codec.Contains("265", StringComparison.Ordinal) ||
-            _codec.Contains("hevc", StringComparison.Ordinal))
+        if (IsX264Family)
         {
             args.AddRange(["-crf", (_options.Crf ?? 18).ToString(inv), "-preset", _options.Preset]);
-            if (Lookahead(_options.Preset, _source.Width, _source.Height) is int frames)
-                args.AddRange(["-rc-lookahead", frames.ToString(inv)]);
+            // sync-lookahead=0: the threaded lookahead's own frame buffers are the next largest holder at 4K.
+            if (Lookahead(_options.Preset, _source.Width, _source.Height) is int frames && _codec.Contains("264", StringComparison.Ordinal))
+                args.AddRange(["-rc-lookahead", frames.ToString(inv), "-x264-params", "sync-lookahead=0"]);
         }
         else if (_codec.Contains("vp9", StringComparison.Ordinal))
         {
