@@ -56,7 +56,8 @@ public static class MemoryBench
             double sum = 0;
             foreach (var (pid, role) in Tree(p.Id))
             {
-                if (RssMiB(pid) is not double mib) continue;
+                if (Suites.RssKb(pid) is not long kb) continue;
+                var mib = kb / 1024.0;
                 sum += mib;
                 peak[role] = Math.Max(peak.GetValueOrDefault(role), mib);
             }
@@ -90,18 +91,6 @@ public static class MemoryBench
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { }
         }
         return list;
-    }
-
-    private static double? RssMiB(int pid)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                    return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
-        return null;
     }
 
     [StructLayout(LayoutKind.Sequential)]

@@ -49,7 +49,7 @@ public static class SoakBench
             {
                 if (sw.Elapsed.TotalSeconds < next) continue;
                 next += interval;
-                if (RssKb(p.Id) is long kb) samples.Add((sw.Elapsed.TotalSeconds, kb / 1024.0));
+                if (Suites.RssKb(p.Id) is long kb) samples.Add((sw.Elapsed.TotalSeconds, kb / 1024.0));
                 if (samples.Count % 60 == 0 && samples.Count > 0)
                     Console.Error.WriteLine($"soak: {sw.Elapsed.TotalMinutes:F1} min, RSS {samples[^1].RssMiB:F0} MiB");
             }
@@ -116,18 +116,6 @@ public static class SoakBench
         plt.Axes.SetLimitsY(0, ys.Max() * 1.15);
         plt.ShowLegend(ScottPlot.Alignment.LowerRight);
         plt.SavePng(png, 900, 500);
-    }
-
-    private static long? RssKb(int pid)
-    {
-        try
-        {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
-                if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-                    return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-        }
-        catch (IOException) { }
-        return null;
     }
 
     private static long HeaderFrames(string path)

@@ -54,12 +54,21 @@ public static class Suites
     }
 
     /// <summary>This process's peak resident memory (VmHWM) in KiB; null where /proc has none.</summary>
-    public static long? PeakRssKb()
+    public static long? PeakRssKb() => StatusKb("self", "VmHWM");
+
+    /// <summary>A process's resident memory now (VmRSS) in KiB; null where /proc has none or it has exited.</summary>
+    public static long? RssKb(int pid) => StatusKb(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), "VmRSS");
+
+    /// <summary>One "Name:  N kB" field of /proc/PID/status.</summary>
+    private static long? StatusKb(string pid, string field)
     {
-        if (!File.Exists("/proc/self/status")) return null;
-        foreach (var line in File.ReadLines("/proc/self/status"))
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
-                return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]);
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith(field + ":", StringComparison.Ordinal))
+                    return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         return null;
     }
 
