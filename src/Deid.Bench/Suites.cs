@@ -16,10 +16,12 @@ public static class Suites
         // not part of a plain `make bench`: long-running robustness suites, run by name
         ("fuzz", FuzzBench.Run),
         ("soak", SoakBench.Run),
+        // the pipeline suite's coverage part alone (HOG stream finder against the full-frame path on every shared clip)
+        ("coverage", PipelineBench.Coverage),
     };
 
     /// <summary>Suites a plain `make bench` (no ARGS) leaves out.</summary>
-    public static readonly HashSet<string> OnlyByName = new(StringComparer.OrdinalIgnoreCase) { "fuzz", "soak" };
+    public static readonly HashSet<string> OnlyByName = new(StringComparer.OrdinalIgnoreCase) { "fuzz", "soak", "coverage" };
 
     /// <summary>The built deid executable ($DEID_EXE, else artifacts/bin/Deid.Cli/release/deid) as a fuzz/soak runner.</summary>
     public static Deid.TestSupport.Fuzz.FuzzRunner DeidRunner(TimeSpan timeout)

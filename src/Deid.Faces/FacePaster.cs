@@ -43,16 +43,31 @@ public static class FacePaster
         using var m = face.FrameToCrop.Clone();
         m.Set(0, 2, m.At<double>(0, 2) + m.At<double>(0, 0) * region.X + m.At<double>(0, 1) * region.Y);
         m.Set(1, 2, m.At<double>(1, 2) + m.At<double>(1, 0) * region.X + m.At<double>(1, 1) * region.Y);
-        var flags = InterpolationFlags.WarpInverseMap;
+        // One warp of crop and mask together (the mask as an 8-bit fourth channel): half the warps of warping them
+        // apart, in OpenCV's fixed-point 8-bit path. A blurred or pixelated crop (Feather) has no detail a cubic
+        // kernel would keep over a linear one.
+        var interpolation = mode == BlendMode.Feather ? InterpolationFlags.Linear : InterpolationFlags.Cubic;
+        using var bgra = new Mat();
+        Cv2.CvtColor(source, bgra, ColorConversionCodes.BGR2BGRA);
+        Cv2.InsertChannel(HeadMask8(face.Size), bgra, 3);
         using var warped = new Mat();
-        using var alpha = new Mat();
-        Cv2.WarpAffine(source, warped, m, region.Size, flags | InterpolationFlags.Cubic, BorderTypes.Replicate);
-        Cv2.WarpAffine(mask, alpha, m, region.Size, flags | InterpolationFlags.Linear, BorderTypes.Constant, Scalar.All(0));
+        Cv2.WarpAffine(bgra, warped, m, region.Size, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Replicate);
+        // Replicate: the crop's colours at its edge, where the mask (zero on the crop's border) gives them no weight.
 
         using var dst = new Mat(frame, region);
-        if (mode == BlendMode.Poisson && TryPoisson(warped, dst, alpha)) return;
-        Blend(warped, dst, alpha);
+        if (mode == BlendMode.Poisson && TryPoisson(warped, dst)) return;
+        Blend(warped, dst);
     }
+
+    /// <summary><see cref="HeadMask"/> as 8-bit weights (255 = 1), for the warp.</summary>
+    private static Mat HeadMask8(int size) => HeadMasks8.GetOrAdd(size, static n =>
+    {
+        var m = new Mat();
+        HeadMask(n).ConvertTo(m, MatType.CV_8UC1, 255.0);
+        return m;
+    });
+
+    private static readonly ConcurrentDictionary<int, Mat> HeadMasks8 = new();
 
     /// <summary>The feathered head mask (CV_32F, 1 inside) for a crop size: face, hair and chin of an FFHQ crop.
     /// Cached and shared: do not modify or dispose it.</summary>
@@ -94,11 +109,28 @@ public static class FacePaster
         return new Rect(x0, y0, Math.Max(0, x1 - x0 + 1), Math.Max(0, y1 - y0 + 1));
     }
 
-    internal static void Blend(Mat warped, Mat dst, Mat alpha)
+    /// <summary>
+    /// dst = warped·α + dst·(1 − α), α the warped BGRA's fourth channel (8-bit). Most of the region is either outside
+    /// the head (α = 0: left alone) or well inside it (α = 255: copied); only the feathered rim is mixed.
+    /// </summary>
+    public static unsafe void Blend(Mat warped, Mat dst)
     {
-        using var inv = new Mat();
-        Cv2.Subtract(Scalar.All(1.0), alpha, inv);
-        Cv2.BlendLinear(warped, dst, alpha, inv, dst);
+        // Rows and Cols are calls into OpenCV: read once, not per pixel.
+        int rows = dst.Rows, cols = dst.Cols;
+        for (var y = 0; y < rows; y++)
+        {
+            byte* w = (byte*)warped.Ptr(y), d = (byte*)dst.Ptr(y);
+            for (var x = 0; x < cols; x++, w += 4, d += 3)
+            {
+                int a = w[3];
+                if (a == 0) continue;
+                if (a == 255) { d[0] = w[0]; d[1] = w[1]; d[2] = w[2]; continue; }
+                int b = 255 - a;
+                d[0] = (byte)((w[0] * a + d[0] * b + 127) / 255);
+                d[1] = (byte)((w[1] * a + d[1] * b + 127) / 255);
+                d[2] = (byte)((w[2] * a + d[2] * b + 127) / 255);
+            }
+        }
     }
 
     /// <summary>Lab mean/std transfer from <paramref name="original"/> to <paramref name="crop"/> inside the head mask.</summary>
@@ -144,28 +176,34 @@ public static class FacePaster
         return lab;
     }
 
-    private static bool TryPoisson(Mat warped, Mat dst, Mat alpha)
+    private static bool TryPoisson(Mat warped, Mat dst)
     {
-        using var bin = new Mat();
-        Cv2.Threshold(alpha, bin, 0.5, 255, ThresholdTypes.Binary);
+        using var alpha = new Mat();
+        Cv2.ExtractChannel(warped, alpha, 3);
         using var mask8 = new Mat();
-        bin.ConvertTo(mask8, MatType.CV_8UC1);
+        Cv2.Threshold(alpha, mask8, 127, 255, ThresholdTypes.Binary);
         // seamlessClone needs a border of unmasked pixels round the mask inside the destination.
         if (dst.Width < 8 || dst.Height < 8) return false;
         Cv2.Rectangle(mask8, new Rect(0, 0, mask8.Width, mask8.Height), Scalar.All(0), 3);
         var box = Cv2.BoundingRect(mask8);
         if (box.Width < 3 || box.Height < 3) return false;
         var centre = new Point(box.X + box.Width / 2, box.Y + box.Height / 2);
+        using var bgr = new Mat();
+        Cv2.CvtColor(warped, bgr, ColorConversionCodes.BGRA2BGR);
         using var cloned = new Mat();
         try
         {
-            Cv2.SeamlessClone(warped, dst, mask8, centre, cloned, SeamlessCloneFlags.NormalClone);
+            Cv2.SeamlessClone(bgr, dst, mask8, centre, cloned, SeamlessCloneFlags.NormalClone);
         }
         catch (OpenCVException)
         {
             return false;
         }
-        Blend(cloned, dst, alpha);
+        // The clone under the warped crop's own weights: its α channel, unchanged.
+        using var clonedA = new Mat();
+        Cv2.CvtColor(cloned, clonedA, ColorConversionCodes.BGR2BGRA);
+        Cv2.InsertChannel(alpha, clonedA, 3);
+        Blend(clonedA, dst);
         return true;
     }
 }

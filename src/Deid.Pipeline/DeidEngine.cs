@@ -149,6 +149,7 @@ public sealed class DeidEngine : IDisposable
 
             var (hop, waitingCapacity) = Capacities(options, info, batch);
             var decoded = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
+            var found = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
             var detected = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
             var ordered = Bounded<FrameWork>(hop);
             var tracked = Bounded<FrameWork>(hop);
@@ -159,7 +160,7 @@ public sealed class DeidEngine : IDisposable
             var rejoined = Bounded<FrameWork>(hop);
             var audited = Bounded<FrameWork>(hop);
             var pasted = Bounded<FrameWork>(hop);
-            var frameChannels = new[] { decoded, detected, ordered, tracked, aligned, waiting, rejoined, audited, pasted };
+            var frameChannels = new[] { decoded, found, detected, ordered, tracked, aligned, waiting, rejoined, audited, pasted };
 
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var token = cts.Token;
@@ -169,7 +170,8 @@ public sealed class DeidEngine : IDisposable
             var tasks = new List<Task>
             {
                 new DecodeStage(reader, decoded.Writer).RunAsync(token),
-                new DetectStage(workers, finders.Create, predictor, decoded.Reader, detected.Writer).RunAsync(token),
+                new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
+                new LandmarkStage(workers, predictor, found.Reader, detected.Writer).RunAsync(token),
                 new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
                 new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
                 alignStage.RunAsync(token),
@@ -241,10 +243,10 @@ public sealed class DeidEngine : IDisposable
     }
 
     /// <summary>
-    /// Frames in flight outside the channels: one in the hands of each single stage (decode, reorder, track, align,
-    /// batch, rejoin, audit, paste, encode), one per detect worker, and one more the reorder buffer may be holding.
+    /// Frames in flight outside the channels: one in the hands of each single stage (decode, find, reorder, track,
+    /// align, batch, rejoin, audit, paste, encode), one per landmark worker, and one more the reorder buffer may be holding.
     /// </summary>
-    internal static int HeldFrames(int workers) => 10 + workers;
+    internal static int HeldFrames(int workers) => 11 + workers;
 
     /// <summary>Below this fraction of the generator's crop size (frame pixels of the FFHQ square) a face is blurred, not replaced.</summary>
     public const double MinFaceFraction = 0.25;

@@ -40,15 +40,37 @@ public sealed class HogFaceFinder : IFaceFinder
     // The finder hands the detector an image already at scan size, so the detector never rescales.
     private readonly DlibFaceDetector _detector = new(maxSide: int.MaxValue);
 
-    /// <summary>
-    /// Grey first, then shrunk, then padded: the same scan as padding the colour frame and shrinking that (what the
-    /// detector sees is grey either way), without a padded full-size colour copy per frame.
-    /// </summary>
     public IReadOnlyList<FaceBox> Find(Mat bgr)
     {
+        using var scan = new HogScanImage(bgr);
+        return _detector.Detect(scan.Image).Select(scan.ToFrame).ToList();
+    }
+
+    public void Dispose() => _detector.Dispose();
+}
+
+/// <summary>
+/// What HOG scans for one frame: grey first, then shrunk to <see cref="HogFaceFinder.MaxScanSide"/>, then padded with
+/// black by <see cref="HogFaceFinder.EdgePadFraction"/> (the same scan as padding the colour frame and shrinking that,
+/// without a padded full-size colour copy per frame), and the way back to frame coordinates.
+/// </summary>
+public sealed class HogScanImage : IDisposable
+{
+    public Mat Image { get; } = new();
+    /// <summary>The black margin in scan pixels.</summary>
+    public int Pad { get; }
+    /// <summary>Frame pixels per scan pixel.</summary>
+    public double Sx { get; }
+    public double Sy { get; }
+    /// <summary>The frame's size, which the scan image's follows.</summary>
+    public Size Frame { get; }
+
+    public HogScanImage(Mat bgr)
+    {
+        Frame = bgr.Size();
         int longSide = Math.Max(bgr.Width, bgr.Height);
-        var pad = (int)Math.Round(EdgePadFraction * longSide);
-        double scale = Math.Min(1.0, (double)MaxScanSide / (longSide + 2 * pad));
+        var pad = (int)Math.Round(HogFaceFinder.EdgePadFraction * longSide);
+        double scale = Math.Min(1.0, (double)HogFaceFinder.MaxScanSide / (longSide + 2 * pad));
         using var grey = new Mat();
         if (bgr.Channels() == 1) bgr.CopyTo(grey);
         else Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
@@ -57,19 +79,27 @@ public sealed class HogFaceFinder : IFaceFinder
         if (scale < 1.0)
         {
             var size = new Size(Math.Max(1, (int)Math.Round(bgr.Width * scale)), Math.Max(1, (int)Math.Round(bgr.Height * scale)));
-            Cv2.Resize(grey, small, size, 0, 0, InterpolationFlags.Area);
+            if (scale <= 0.5)
+            {
+                // Halve first: OpenCV's area resampling has a fast path for whole factors, and the general one then
+                // works on a quarter of the pixels (a 1080p frame: 14 → 3 ms of prepare per frame).
+                using var half = new Mat();
+                Cv2.Resize(grey, half, new Size(grey.Width / 2, grey.Height / 2), 0, 0, InterpolationFlags.Area);
+                Cv2.Resize(half, small, size, 0, 0, InterpolationFlags.Area);
+            }
+            else Cv2.Resize(grey, small, size, 0, 0, InterpolationFlags.Area);
             src = small;
         }
-        double sx = (double)bgr.Width / src.Width, sy = (double)bgr.Height / src.Height;
-        var p = (int)Math.Round(pad * scale);
-        using var image = new Mat();
-        Cv2.CopyMakeBorder(src, image, p, p, p, p, BorderTypes.Constant, OpenCvSharp.Scalar.All(0));
-        return _detector.Detect(image)
-            .Select(b => b with { Left = (b.Left - p) * (float)sx, Right = (b.Right - p) * (float)sx, Top = (b.Top - p) * (float)sy, Bottom = (b.Bottom - p) * (float)sy })
-            .ToList();
+        Sx = (double)bgr.Width / src.Width;
+        Sy = (double)bgr.Height / src.Height;
+        Pad = (int)Math.Round(pad * scale);
+        Cv2.CopyMakeBorder(src, Image, Pad, Pad, Pad, Pad, BorderTypes.Constant, OpenCvSharp.Scalar.All(0));
     }
 
-    public void Dispose() => _detector.Dispose();
+    public FaceBox ToFrame(FaceBox b) =>
+        b with { Left = (float)((b.Left - Pad) * Sx), Right = (float)((b.Right - Pad) * Sx), Top = (float)((b.Top - Pad) * Sy), Bottom = (float)((b.Bottom - Pad) * Sy) };
+
+    public void Dispose() => Image.Dispose();
 }
 
 /// <summary>
@@ -104,6 +134,17 @@ public sealed class FaceFinderFactory(DetectorKind kind, SsdMobilenetv1? ssd, De
         DetectorKind.Hog => new HogFaceFinder(),
         DetectorKind.Ssd => new SsdFaceFinder(Need(), device, minConfidence),
         _ => new UnionFaceFinder(new HogFaceFinder(), new SsdFaceFinder(Need(), device, minConfidence)),
+    };
+
+    /// <summary>
+    /// A finder for one video's frames in order (<see cref="HogStreamFinder"/>, <see cref="SsdStreamFinder"/>): it
+    /// searches each frame only where the previous ones leave a face possible. One per stream, never shared.
+    /// </summary>
+    public IFaceFinder CreateForStream() => Kind switch
+    {
+        DetectorKind.Hog => new HogStreamFinder(),
+        DetectorKind.Ssd => new SsdStreamFinder(Need(), device, minConfidence),
+        _ => new UnionFaceFinder(new HogStreamFinder(), new SsdStreamFinder(Need(), device, minConfidence)),
     };
 
     private SsdMobilenetv1 Need() => ssd ?? throw new InvalidOperationException("the SSD detector was not loaded");

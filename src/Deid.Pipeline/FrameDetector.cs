@@ -11,10 +11,14 @@ public static class FrameDetector
     /// The shape predictor runs on the unpadded frame: dlib reads pixels outside the image as 0, exactly what the
     /// HOG finder's black margin holds, so landmarks of faces cut by the edge are unchanged.
     /// </summary>
-    public static List<FaceDetection> Detect(IFaceFinder finder, DlibShapePredictor predictor, Mat frame)
+    public static List<FaceDetection> Detect(IFaceFinder finder, DlibShapePredictor predictor, Mat frame) =>
+        Landmarks(predictor, frame, finder.Find(frame));
+
+    /// <summary>The landmarks of each box found in a frame (see <see cref="Detect"/>).</summary>
+    public static List<FaceDetection> Landmarks(DlibShapePredictor predictor, Mat frame, IReadOnlyList<FaceBox> boxes)
     {
-        var found = new List<FaceDetection>();
-        foreach (var box in finder.Find(frame))
+        var found = new List<FaceDetection>(boxes.Count);
+        foreach (var box in boxes)
         {
             FaceLandmarks? landmarks;
             try

@@ -109,6 +109,7 @@ public static class Reenactor
         var batch = Math.Max(1, stage.BatchSize);
 
         var decoded = Bounded<FrameWork>(2 * workers);
+        var found = Bounded<FrameWork>(2 * workers);
         var detected = Bounded<FrameWork>(2 * workers);
         var ordered = Bounded<FrameWork>(4);
         var tracked = Bounded<FrameWork>(4);
@@ -119,14 +120,15 @@ public static class Reenactor
         var batches = Bounded<FaceBatch>(1);
         var rejoined = Bounded<FrameWork>(4);
         var pasted = Bounded<FrameWork>(4);
-        var frameChannels = new[] { decoded, detected, ordered, tracked, selected, aligned2, waiting, rejoined, pasted };
+        var frameChannels = new[] { decoded, found, detected, ordered, tracked, selected, aligned2, waiting, rejoined, pasted };
 
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var token = cts.Token;
         var tasks = new List<Task>
         {
             new DecodeStage(reader, decoded.Writer).RunAsync(token),
-            new DetectStage(workers, finders.Create, predictor, decoded.Reader, detected.Writer).RunAsync(token),
+            new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
+                new LandmarkStage(workers, predictor, found.Reader, detected.Writer).RunAsync(token),
             new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
             new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
             new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),

@@ -79,12 +79,13 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, flo
 
     /// <summary>
     /// <see cref="FindRaw"/>'s combination of the finds in each of <see cref="Regions"/> (boxes in that region's
-    /// pixels) into frame coordinates: cut window finds dropped, the rest merged.
+    /// pixels) into frame coordinates: finds cut by a region's inner edge (one inside the frame) dropped, the rest
+    /// merged. The whole frame has no inner edge, so its finds all stay.
     /// </summary>
     public static List<SsdFace> Combine(int width, int height, IReadOnlyList<Rect> regions, IReadOnlyList<IReadOnlyList<SsdFace>> perRegion)
     {
-        var found = perRegion[0].ToList();
-        for (var i = 1; i < regions.Count; i++)
+        var found = new List<SsdFace>();
+        for (var i = 0; i < regions.Count; i++)
         {
             var win = regions[i];
             float margin = 0.01f * win.Width;
@@ -110,49 +111,71 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, flo
         static FaceBox Box(SsdFace f) => new(f.X, f.Y, f.Right, f.Bottom, f.Score);
     }
 
+    /// <summary>The network over regions of a frame, each alone in its 512² input; boxes in each region's pixels.</summary>
+    private List<SsdFace>[] Search(Mat frame, IReadOnlyList<Rect> regions) =>
+        Search(frame, regions.Select((r, i) => new SsdTile(r, i, default, SsdMobilenetv1.InputSize)).ToList());
+
     /// <summary>
-    /// The network over regions of a frame, boxes in each region's pixels. Each region is shrunk
-    /// (OpenCV area resampling) so its long side is at most the network's 512 and written straight into the batch
-    /// tensor's memory (no intermediate copies) at the top-left of a black 512² square, which is the input face-api draws; the network then
-    /// reads it without resampling.
+    /// The network over tiles of a frame: each tile's region is shrunk (OpenCV area resampling) to fit its side and
+    /// written straight into the batch tensor's memory (no intermediate copies) at its place in its 512² input,
+    /// black around, which is the input face-api draws; the network then reads it without resampling. Boxes come
+    /// back in each tile region's pixels; where tiles share an input, a find is the tile's whose area holds its centre,
+    /// clipped to it.
     /// </summary>
-    private unsafe List<SsdFace>[] Search(Mat frame, IReadOnlyList<Rect> regions)
+    internal unsafe List<SsdFace>[] Search(Mat frame, IReadOnlyList<SsdTile> tiles)
     {
         const int side = SsdMobilenetv1.InputSize;
         using var bgrFrame = frame.Channels() == 4 ? frame.CvtColor(ColorConversionCodes.BGRA2BGR) : null;
         var bgr = bgrFrame ?? frame;
-        var sizes = new Size[regions.Count];
+        int inputs = tiles.Count == 0 ? 0 : tiles.Max(t => t.Input) + 1;
+        var placed = new Rect[tiles.Count];
+        var result = new List<SsdFace>[tiles.Count];
+        if (inputs == 0) return result;
         using var scope = torch.NewDisposeScope();
-        var hwc = torch.zeros([regions.Count, side, side, 3], torch.ScalarType.Byte);
+        var hwc = torch.zeros([inputs, side, side, 3], torch.ScalarType.Byte);
         fixed (byte* data = hwc.bytes)
         {
-            using var squares = Mat.FromPixelData(regions.Count * side, side, MatType.CV_8UC3, (IntPtr)data);
-            for (var i = 0; i < regions.Count; i++)
+            using var squares = Mat.FromPixelData(inputs * side, side, MatType.CV_8UC3, (IntPtr)data);
+            for (var i = 0; i < tiles.Count; i++)
             {
-                var r = regions[i];
-                var scale = Math.Min(1.0, (double)side / Math.Max(r.Width, r.Height));
-                sizes[i] = new Size(Math.Max(1, (int)Math.Round(r.Width * scale)), Math.Max(1, (int)Math.Round(r.Height * scale)));
+                var (r, input, at, tileSide) = tiles[i];
+                var scale = Math.Min(1.0, (double)tileSide / Math.Max(r.Width, r.Height));
+                var size = new Size(Math.Max(1, (int)Math.Round(r.Width * scale)), Math.Max(1, (int)Math.Round(r.Height * scale)));
+                placed[i] = new Rect(at.X, at.Y, size.Width, size.Height);
                 using var view = new Mat(bgr, r);
-                using var square = new Mat(squares, new Rect(0, i * side, sizes[i].Width, sizes[i].Height));
-                if (scale < 1) Cv2.Resize(view, square, sizes[i], 0, 0, InterpolationFlags.Area);
+                using var square = new Mat(squares, new Rect(at.X, input * side + at.Y, size.Width, size.Height));
+                if (scale < 1) Cv2.Resize(view, square, size, 0, 0, InterpolationFlags.Area);
                 else view.CopyTo(square);
             }
             Cv2.CvtColor(squares, squares, ColorConversionCodes.BGR2RGB);
         }
-        var input = hwc.permute(0, 3, 1, 2);
+        var input4 = hwc.permute(0, 3, 1, 2);
         // One device call per frame, but one square per forward: on CPU a batch of four 512² squares costs more
         // per square than four single passes (its activations no longer stay in cache; see `make bench`'s
         // per-frame SSD CPU row), and the results are the same.
-        var squaresFound = device.Run(() =>
-            Enumerable.Range(0, regions.Count).Select(i => net.Detect(input[i..(i + 1)], minConfidence)[0]).ToArray());
-        var result = new List<SsdFace>[regions.Count];
-        for (var i = 0; i < regions.Count; i++)
+        var found = device.Run(() =>
+            Enumerable.Range(0, inputs).Select(i => net.Detect(input4[i..(i + 1)], minConfidence)[0]).ToArray());
+        for (var i = 0; i < tiles.Count; i++)
         {
-            double sx = (double)regions[i].Width / sizes[i].Width, sy = (double)regions[i].Height / sizes[i].Height;
-            result[i] = squaresFound[i].Select(f => new SsdFace((float)(f.X * sx), (float)(f.Y * sy), (float)(f.Width * sx), (float)(f.Height * sy), f.Score)).ToList();
+            var p = placed[i];
+            double sx = (double)tiles[i].Region.Width / p.Width, sy = (double)tiles[i].Region.Height / p.Height;
+            result[i] = [];
+            bool alone = tiles.Count(t => t.Input == tiles[i].Input) == 1;
+            foreach (var f in found[tiles[i].Input])
+            {
+                // A tile alone in its input keeps the network's boxes as they are (face-api's output).
+                if (alone) { result[i].Add(new SsdFace((float)((f.X - p.X) * sx), (float)((f.Y - p.Y) * sy), (float)(f.Width * sx), (float)(f.Height * sy), f.Score)); continue; }
+                float cx = f.X + f.Width / 2, cy = f.Y + f.Height / 2;
+                if (cx < p.Left || cx >= p.Right || cy < p.Top || cy >= p.Bottom) continue;
+                float x0 = Math.Max(f.X, p.Left), y0 = Math.Max(f.Y, p.Top), x1 = Math.Min(f.Right, p.Right), y1 = Math.Min(f.Bottom, p.Bottom);
+                result[i].Add(new SsdFace((float)((x0 - p.X) * sx), (float)((y0 - p.Y) * sy), (float)((x1 - x0) * sx), (float)((y1 - y0) * sy), f.Score));
+            }
         }
         return result;
     }
 
     public void Dispose() { }
 }
+
+/// <summary>A frame region searched by the SSD: shrunk to fit <paramref name="Side"/>² at <paramref name="At"/> in batch input <paramref name="Input"/>.</summary>
+internal readonly record struct SsdTile(Rect Region, int Input, Point At, int Side);

@@ -50,6 +50,8 @@ internal sealed class FrameWork : IDisposable
 {
     public required long Seq;
     public required VideoFrame Frame;
+    /// <summary>The finder's boxes (frame coordinates), before landmarks.</summary>
+    public IReadOnlyList<FaceBox> Boxes { get; set; } = [];
     public List<FaceDetection> Detections { get; } = [];
     public List<FaceJob> Faces { get; } = [];
     private bool _disposed;
@@ -123,16 +125,35 @@ internal sealed class DecodeStage(VideoReader reader, ChannelWriter<FrameWork> o
     }
 }
 
-/// <summary>N workers, one face finder each (dlib's HOG is not thread-safe), one shared shape predictor.</summary>
-internal sealed class DetectStage(int workers, Func<IFaceFinder> detectorFactory, DlibShapePredictor predictor,
-    ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
+/// <summary>
+/// The face finder over the frames in decode order: a stream finder carries what it learnt from one frame to the
+/// next, so this stage is one loop; the landmarks after it run in parallel.
+/// </summary>
+internal sealed class FindStage(Func<IFaceFinder> finderFactory, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
+    : Stage<FrameWork>(output)
+{
+    protected override async Task LoopAsync(CancellationToken ct)
+    {
+        using var finder = finderFactory();
+        await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            try { work.Boxes = finder.Find(work.Frame.Image); }
+            catch { work.Dispose(); throw; }
+            await SendAsync(work, ct).ConfigureAwait(false);
+        }
+    }
+}
+
+/// <summary>N workers predicting the 68 landmarks of each found box (the shape predictor is shared and thread-safe); frames leave out of order.</summary>
+internal sealed class LandmarkStage(int workers, DlibShapePredictor predictor, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
+    : Stage<FrameWork>(output)
 {
     protected override async Task LoopAsync(CancellationToken ct)
     {
         // One failing worker stops its siblings at once; otherwise they would keep feeding the reorder buffer
         // frames it can never release.
         using var local = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        await Task.WhenAll(Enumerable.Range(0, workers).Select(_ => Task.Run(() => WorkerAsync(local), CancellationToken.None))).ConfigureAwait(false);
+        await Task.WhenAll(Enumerable.Range(0, Math.Max(1, workers)).Select(_ => Task.Run(() => WorkerAsync(local), CancellationToken.None))).ConfigureAwait(false);
     }
 
     private async Task WorkerAsync(CancellationTokenSource local)
@@ -140,10 +161,9 @@ internal sealed class DetectStage(int workers, Func<IFaceFinder> detectorFactory
         var ct = local.Token;
         try
         {
-            using var detector = detectorFactory();
             await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                try { Detect(detector, work); }
+                try { work.Detections.AddRange(FrameDetector.Landmarks(predictor, work.Frame.Image, work.Boxes)); }
                 catch { work.Dispose(); throw; }
                 await SendAsync(work, ct).ConfigureAwait(false);
             }
@@ -154,12 +174,9 @@ internal sealed class DetectStage(int workers, Func<IFaceFinder> detectorFactory
             throw;
         }
     }
-
-    private void Detect(IFaceFinder detector, FrameWork work) =>
-        work.Detections.AddRange(FrameDetector.Detect(detector, predictor, work.Frame.Image));
 }
 
-/// <summary>Puts frames back in decode order after the parallel detectors.</summary>
+/// <summary>Puts frames back in decode order after the parallel landmark workers.</summary>
 internal sealed class ReorderStage(ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
 {
     protected override async Task LoopAsync(CancellationToken ct)
@@ -176,7 +193,7 @@ internal sealed class ReorderStage(ChannelReader<FrameWork> input, ChannelWriter
                     catch { foreach (var r in ready.Skip(i + 1)) r.Dispose(); throw; }
                 }
             }
-            if (buffer.PendingCount > 0) throw new InvalidOperationException($"frame {buffer.NextSequence} never left the detectors");
+            if (buffer.PendingCount > 0) throw new InvalidOperationException($"frame {buffer.NextSequence} never left the landmark workers");
         }
         finally
         {

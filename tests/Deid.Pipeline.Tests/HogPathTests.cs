@@ -10,7 +10,7 @@ public class HogPathTests
 {
     /// <summary>
     /// A face cut into a faceless clip from frame K on (ffmpeg overlay, enable='gte(n,K)') is handled in frame K
-    /// itself, not a frame later: the full-frame scan runs on every frame.
+    /// itself, not a frame later: the stream finder searches every area that changed (frame 7 is not a full-scan frame).
     /// </summary>
     [Fact]
     public async Task AFaceCutInMidClip_IsHandledFromItsFirstFrame()

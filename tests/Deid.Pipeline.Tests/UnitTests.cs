@@ -280,8 +280,8 @@ public class CapacityTests
     {
         var options = new AnonymizeOptions { Workers = workers, FrameMemoryMiB = 1024 };
         var (hop, waiting) = DeidEngine.Capacities(options, Info(w, h), batch: 8);
-        // decode and detect channels (2 each per worker, at most 2 hops), six hops, the frames behind the batcher, and those in hand
-        var inFlight = 2 * Math.Min(2 * workers, 2 * hop) + 6 * hop + waiting + DeidEngine.HeldFrames(workers);
+        // decode, find and landmark channels (2 each per worker, at most 2 hops), six hops, the frames behind the batcher, and those in hand
+        var inFlight = 3 * Math.Min(2 * workers, 2 * hop) + 6 * hop + waiting + DeidEngine.HeldFrames(workers);
         Assert.True(inFlight * (long)w * h * 3 <= options.FrameMemoryMiB * 1024L * 1024, $"{inFlight} frames of {w}x{h}");
     }
 

@@ -1,0 +1,144 @@
+using OpenCvSharp;
+
+namespace Deid.Pipeline;
+
+/// <summary>
+/// Which parts of a stream's scan image changed since they were last searched for faces of every size. Kept as
+/// cells of <see cref="Cell"/>² scan pixels (their mean grey level); a cell is dirty when its mean moved by more than
+/// <see cref="Threshold"/> against the reference, the cell as it was when last searched. The reference is only
+/// advanced where a search of every face size ran, so a slow change (a fade, a slow pan) adds up until it is
+/// searched, and a face can only become visible where cells change: that is what lets a stream finder skip the rest.
+/// </summary>
+public sealed class MotionMap : IDisposable
+{
+    /// <summary>Scan pixels per cell side.</summary>
+    public const int Cell = 4;
+
+    /// <summary>
+    /// Mean grey change of a cell that counts as motion: above what re-encoding and sensor noise move a 4×4 mean of a
+    /// still scene, far below what a face appearing does.
+    /// </summary>
+    public const double Threshold = 6;
+
+    private Mat? _reference;
+    private readonly Mat _current = new();
+    private readonly Mat _diff = new();
+    private readonly Mat _dirty = new();
+
+    /// <summary>False until a first search, and again after the scan image changed size.</summary>
+    public bool HasReference { get; private set; }
+
+    public Size Cells => _current.Size();
+
+    /// <summary>Takes this frame's scan image (8-bit grey) and marks the cells that changed since last searched.</summary>
+    public void Update(Mat grey)
+    {
+        var cells = new Size((grey.Width + Cell - 1) / Cell, (grey.Height + Cell - 1) / Cell);
+        Cv2.Resize(grey, _current, cells, 0, 0, InterpolationFlags.Area);
+        HasReference = _reference != null && _reference.Size() == cells;
+        if (!HasReference) return;
+        Cv2.Absdiff(_current, _reference!, _diff);
+        Cv2.Threshold(_diff, _dirty, Threshold, 255, ThresholdTypes.Binary);
+    }
+
+    /// <summary>Whether any cell under a scan-image rectangle changed (true without a reference).</summary>
+    public bool IsDirty(Rect scan)
+    {
+        if (!HasReference) return true;
+        var c = ToCells(scan);
+        return c.Width > 0 && c.Height > 0 && Cv2.CountNonZero(new Mat(_dirty, c)) > 0;
+    }
+
+    /// <summary>
+    /// Bounding rectangles (scan pixels) of the changed areas outside <paramref name="exclude"/>, each grown by
+    /// <paramref name="margin"/>(its own size) on every side, clipped to the image. Components smaller than
+    /// <paramref name="minCells"/> cells are noise, not a face.
+    /// </summary>
+    public List<Rect> DirtyRegions(IEnumerable<Rect> exclude, Func<Rect, int> margin, Size image, int minCells = 2)
+    {
+        var result = new List<Rect>();
+        if (!HasReference) { result.Add(new Rect(0, 0, image.Width, image.Height)); return result; }
+        using var mask = _dirty.Clone();
+        foreach (var r in exclude)
+        {
+            var c = ToCells(r);
+            if (c.Width > 0 && c.Height > 0) mask[c].SetTo(Scalar.All(0));
+        }
+        using var labels = new Mat();
+        using var stats = new Mat();
+        using var centroids = new Mat();
+        int n = Cv2.ConnectedComponentsWithStats(mask, labels, stats, centroids, PixelConnectivity.Connectivity8);
+        for (var i = 1; i < n; i++)
+        {
+            if (stats.At<int>(i, (int)ConnectedComponentsTypes.Area) < minCells) continue;
+            var r = new Rect(stats.At<int>(i, 0) * Cell, stats.At<int>(i, 1) * Cell, stats.At<int>(i, 2) * Cell, stats.At<int>(i, 3) * Cell);
+            var m = margin(r);
+            result.Add(Clip(new Rect(r.X - m, r.Y - m, r.Width + 2 * m, r.Height + 2 * m), image));
+        }
+        return result;
+    }
+
+    /// <summary>Marks a scan-image rectangle as searched for every face size: its cells become the reference.</summary>
+    public void Searched(Rect scan)
+    {
+        if (!HasReference) return;
+        var c = ToCells(scan);
+        if (c.Width > 0 && c.Height > 0) new Mat(_current, c).CopyTo(new Mat(_reference!, c));
+    }
+
+    /// <summary>The whole image was searched.</summary>
+    public void SearchedAll()
+    {
+        _reference ??= new Mat();
+        _current.CopyTo(_reference);
+        HasReference = true;
+    }
+
+    /// <summary>The cells a scan rectangle touches.</summary>
+    private Rect ToCells(Rect scan)
+    {
+        int x0 = Math.Max(0, scan.X / Cell), y0 = Math.Max(0, scan.Y / Cell);
+        int x1 = Math.Min(_current.Width, (scan.Right + Cell - 1) / Cell), y1 = Math.Min(_current.Height, (scan.Bottom + Cell - 1) / Cell);
+        return new Rect(x0, y0, Math.Max(0, x1 - x0), Math.Max(0, y1 - y0));
+    }
+
+    /// <summary>
+    /// Rectangles joined into their bounding rectangle while they overlap, or while the union's long side stays
+    /// within <paramref name="reach"/> (0: overlap only): one search per group instead of one per fragment.
+    /// </summary>
+    internal static List<Rect> Cluster(IEnumerable<Rect> rects, int reach = 0)
+    {
+        var list = rects.Where(r => r.Width > 0 && r.Height > 0).ToList();
+        for (var merged = true; merged;)
+        {
+            merged = false;
+            for (var i = 0; i < list.Count && !merged; i++)
+                for (var j = i + 1; j < list.Count && !merged; j++)
+                {
+                    var u = list[i].Union(list[j]);
+                    if (list[i].IntersectsWith(list[j]) || Math.Max(u.Width, u.Height) <= reach)
+                    {
+                        list[i] = u;
+                        list.RemoveAt(j);
+                        merged = true;
+                    }
+                }
+        }
+        return list;
+    }
+
+    internal static Rect Clip(Rect r, Size image)
+    {
+        int x0 = Math.Clamp(r.X, 0, image.Width), y0 = Math.Clamp(r.Y, 0, image.Height);
+        int x1 = Math.Clamp(r.Right, 0, image.Width), y1 = Math.Clamp(r.Bottom, 0, image.Height);
+        return new Rect(x0, y0, x1 - x0, y1 - y0);
+    }
+
+    public void Dispose()
+    {
+        _reference?.Dispose();
+        _current.Dispose();
+        _diff.Dispose();
+        _dirty.Dispose();
+    }
+}
