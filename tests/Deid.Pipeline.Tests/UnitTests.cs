@@ -264,6 +264,36 @@ public class AnonymizeReportTests
         Assert.Equal(expected.Count, frames.GetArrayLength());
         Assert.Equal(3000, frames[3001].GetProperty("faces").GetArrayLength());
     }
+
+    /// <summary>A latent report names the networks with random weights and the weights files, between the totals and the identities.</summary>
+    [Fact]
+    public void LatentReport_ListsRandomWeightsAndModelFiles()
+    {
+        using var report = new AnonymizeReport { Mode = AnonymizeMode.Latent };
+        report.RandomWeights = ["E_attr", "M"];
+        report.ModelFiles = new Dictionary<string, string> { ["E_id"] = "latent/e_id.pt", ["G"] = "latent/g.pt" };
+        Assert.Contains("""
+              "fps": 0
+            },
+            "randomWeights": [
+              "E_attr",
+              "M"
+            ],
+            "modelFiles": {
+              "E_id": "latent/e_id.pt",
+              "G": "latent/g.pt"
+            },
+            "identities": [],
+          """, report.ToJson().ReplaceLineEndings("\n"));
+        using var real = new AnonymizeReport { Mode = AnonymizeMode.Latent };
+        Assert.Contains("""
+            "randomWeights": [],
+            "modelFiles": {},
+          """, real.ToJson().ReplaceLineEndings("\n"));
+        using var blur = new AnonymizeReport { Mode = AnonymizeMode.Blur };
+        Assert.DoesNotContain("randomWeights", blur.ToJson());
+        Assert.DoesNotContain("modelFiles", blur.ToJson());
+    }
 }
 
 public class CapacityTests
