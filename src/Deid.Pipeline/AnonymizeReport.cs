@@ -106,12 +106,7 @@ public sealed class AnonymizeReport : IDisposable
         w.WriteEndObject();
         if (Mode == AnonymizeMode.Latent)
         {
-            w.WriteStartArray("randomWeights");
-            foreach (var r in RandomWeights) w.WriteStringValue(r);
-            w.WriteEndArray();
-            w.WriteStartObject("modelFiles");
-            foreach (var (role, file) in ModelFiles) w.WriteString(role, file);
-            w.WriteEndObject();
+            JsonReportFile.WriteWeights(w, RandomWeights, ModelFiles);
             w.WriteStartArray("identities");
             foreach (var id in Identities)
             {

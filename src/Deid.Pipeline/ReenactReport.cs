@@ -133,12 +133,7 @@ public sealed class ReenactReport
         w.WriteNumber("facesInStill", StillFaces);
         w.WriteEndObject();
         w.WriteString("recognizer", OnnxFaceRecognizer.RelativePath);
-        w.WriteStartArray("randomWeights");
-        foreach (var r in RandomWeights) w.WriteStringValue(r);
-        w.WriteEndArray();
-        w.WriteStartObject("modelFiles");
-        foreach (var (role, file) in ModelFiles) w.WriteString(role, file);
-        w.WriteEndObject();
+        JsonReportFile.WriteWeights(w, RandomWeights, ModelFiles);
 
         w.WriteStartObject("totals");
         w.WriteNumber("frames", Frames);
