@@ -240,7 +240,7 @@ public class AnonymizeReportTests
                     1 => new FaceAudit(rng.NextDouble(), null, AuditAction.Passed),
                     _ => new FaceAudit(rng.NextDouble(), rng.NextDouble(), AuditAction.Blurred, rng.NextDouble()),
                 })).ToArray();
-            var frame = new FrameRecord(i, i / 30.0, faces);
+            var frame = new FrameRecord(i, i / 30.0, faces, Damaged: i % 7 == 3);
             expected.Add(frame);
             report.AddFrame(frame);
         }
@@ -253,6 +253,7 @@ public class AnonymizeReportTests
             Assert.True(again.MoveNext());
             Assert.Equal(want.Index, got.Index);
             Assert.Equal(want.Time, got.Time);
+            Assert.Equal(want.Damaged, got.Damaged);
             Assert.Equal(want.Faces, got.Faces);
             Assert.Equal(want.Faces, again.Current.Faces);
         }
