@@ -25,11 +25,69 @@ public class ReenactReportTests
         return report;
     }
 
+    private static ReenactFrame RandomFrame(Random rng, long i)
+    {
+        Placement? P() => rng.Next(3) == 0 ? null : new Placement(rng.NextDouble() * 640, rng.NextDouble() * 480, rng.NextDouble() * 300,
+            rng.NextDouble() * 90 - 45, rng.Next(2) == 0);
+        double? D() => rng.Next(3) == 0 ? null : rng.NextDouble();
+        return new ReenactFrame(i, i / 25.0 + rng.NextDouble() * 1e-3, (ReenactHead)rng.Next(3), rng.Next(3) == 0 ? null : rng.Next(1, 5),
+            rng.Next(2) == 0, D(), D(), D() * 10, P(), P());
+    }
+
+    /// <summary>
+    /// The frame records go to a spool file, not memory: every field must come back as it went in, in order, and the
+    /// totals kept on the way must be what they were when they were counted over the records in memory.
+    /// </summary>
+    [Fact]
+    public void FrameRecordsRoundTripThroughTheSpool_TotalsAsCountedOverThem()
+    {
+        using var report = new ReenactReport();
+        var expected = new List<ReenactFrame>();
+        var rng = new Random(7);
+        // enough frames to cross the spool's flush size several times
+        for (var i = 0; i < 5000; i++)
+        {
+            var frame = RandomFrame(rng, i);
+            expected.Add(frame);
+            report.AddFrame(frame);
+        }
+        Assert.Equal(expected.Count, report.Frames);
+        // read twice, side by side: each enumeration is independent
+        using var again = report.FrameRecords.GetEnumerator();
+        foreach (var (want, got) in expected.Zip(report.FrameRecords))
+        {
+            Assert.True(again.MoveNext());
+            Assert.Equal(want, got);
+            Assert.Equal(want, again.Current);
+        }
+        Assert.False(again.MoveNext());
+        Assert.Equal(expected, report.FrameRecords);
+
+        Assert.Equal(expected.Count(f => f.Head == ReenactHead.Generated), report.Generated);
+        Assert.Equal(expected.Count(f => f.Head == ReenactHead.Held), report.Held);
+        Assert.Equal(expected.Count(f => f.Head == ReenactHead.None), report.NoHead);
+        Assert.Equal(expected.Count(f => f.Tracked), report.Tracked);
+        double? Mean(Func<ReenactFrame, double?> pick) =>
+            expected.Select(pick).OfType<double>().ToList() is { Count: > 0 } v ? Math.Round(v.Average(), 6) : null;
+        Assert.Equal(Mean(f => f.WChange), report.MeanWChange);
+        Assert.Equal(Mean(f => f.IdentitySimilarity), report.MeanIdentitySimilarity);
+        Assert.Equal(Mean(f => f.LandmarkDistance), report.MeanLandmarkDistance);
+
+        using var json = System.Text.Json.JsonDocument.Parse(report.ToJson());
+        Assert.Equal(expected.Count, json.RootElement.GetProperty("frames").GetArrayLength());
+        Assert.Equal(expected.Count(f => f.LandmarkDistance != null), json.RootElement.GetProperty("totals").GetProperty("framesWithGeneratedLandmarks").GetInt64());
+
+        // disposing releases the spool; the totals stay readable
+        report.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => report.FrameRecords.ToList());
+        Assert.Equal(expected.Count, report.Frames);
+    }
+
     /// <summary>The whole JSON of <see cref="Small"/> as the report has always written it: readers of reports rely on every name and rounding.</summary>
     [Fact]
     public void Json_KeepsItsShape()
     {
-        var report = Small();
+        using var report = Small();
         Assert.Equal(Golden, report.ToJson().ReplaceLineEndings("\n"));
     }
 
