@@ -104,7 +104,7 @@ public static class ReenactBench
 
                 // The whole command (networks already loaded, as in a long-lived engine).
                 sw.Restart();
-                var report = Reenactor.ReenactAsync(engine, still, driving, tmp.File("out.mp4"), options).GetAwaiter().GetResult();
+                using var report = Reenactor.ReenactAsync(engine, still, driving, tmp.File("out.mp4"), options).GetAwaiter().GetResult();
                 var whole = report.Frames / sw.Elapsed.TotalSeconds;
                 var idle = report.Inference is { } inf && inf.Busy + inf.Idle > TimeSpan.Zero ? inf.Idle / (inf.Busy + inf.Idle) : 0;
                 r.Add(new(suite, "whole reenact", whole, "fps", new()

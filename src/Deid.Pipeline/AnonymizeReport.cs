@@ -8,6 +8,61 @@ public sealed record FaceRecord(int TrackId, FaceBox Box, FaceHandling Handling,
 /// <param name="Damaged">The decoder reported errors in this picture (or in the ones it was predicted from): it was blurred whole.</param>
 public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceRecord> Faces, bool Damaged = false);
 
+/// <summary>A <see cref="FrameRecord"/> in the report's spool: the frame's fields, then each face (box, handling, audit if any).</summary>
+internal sealed class FrameRecordCodec : IFrameCodec<FrameRecord>
+{
+    public static int MaxSize(FrameRecord frame) => 21 + frame.Faces.Count * 60;
+
+    public static int Write(FrameRecord frame, Span<byte> to)
+    {
+        var s = new SpoolWriter(to);
+        s.Int64(frame.Index);
+        s.Double(frame.Time);
+        s.Int32(frame.Faces.Count);
+        s.Bool(frame.Damaged);
+        foreach (var f in frame.Faces)
+        {
+            s.Int32(f.TrackId);
+            foreach (var v in (ReadOnlySpan<float>)[f.Box.Left, f.Box.Top, f.Box.Right, f.Box.Bottom, f.Box.Score]) s.Single(v);
+            s.Byte((byte)f.Handling);
+            if (f.Audit is not { } a) { s.Byte(0); continue; }
+            s.Byte((byte)(1 | (a.SimilarityToTarget is null ? 0 : 2) | (a.SimilarityAfterRetry is null ? 0 : 4)));
+            s.Byte((byte)a.Action);
+            s.Double(a.SimilarityToSource);
+            s.Double(a.SimilarityToTarget ?? 0);
+            s.Double(a.SimilarityAfterRetry ?? 0);
+        }
+        return s.Length;
+    }
+
+    public static FrameRecord Read(ReadOnlySpan<byte> from)
+    {
+        var s = new SpoolReader(from);
+        var index = s.Int64();
+        var time = s.Double();
+        var faces = new FaceRecord[s.Int32()];
+        var damaged = s.Bool();
+        for (var i = 0; i < faces.Length; i++)
+        {
+            var track = s.Int32();
+            var box = new FaceBox(s.Single(), s.Single(), s.Single(), s.Single(), s.Single());
+            var handling = (FaceHandling)s.Byte();
+            var flags = s.Byte();
+            FaceAudit? audit = null;
+            if (flags != 0)
+            {
+                var action = (AuditAction)s.Byte();
+                var source = s.Double();
+                var target = s.Double();
+                var retry = s.Double();
+                audit = new FaceAudit(source, (flags & 2) != 0 ? target : null, action, (flags & 4) != 0 ? retry : null);
+            }
+            faces[i] = new FaceRecord(track, box, handling, audit);
+        }
+        return new FrameRecord(index, time, faces, damaged);
+    }
+}
+
 /// <summary>
 /// What the pipeline did to every face of every frame, plus totals. The per-frame records live in a temp-file spool, not
 /// in memory (an hours-long clip has millions of them), and are streamed from there into the JSON report; dispose the
@@ -15,7 +70,7 @@ public sealed record FrameRecord(long Index, double Time, IReadOnlyList<FaceReco
 /// </summary>
 public sealed class AnonymizeReport : IDisposable
 {
-    private readonly FrameSpool _frames = new();
+    private readonly FrameSpool<FrameRecord, FrameRecordCodec> _frames = new();
     private readonly List<string> _warnings = [];
 
     public string Input { get; init; } = "";
@@ -106,12 +161,7 @@ public sealed class AnonymizeReport : IDisposable
         w.WriteEndObject();
         if (Mode == AnonymizeMode.Latent)
         {
-            w.WriteStartArray("randomWeights");
-            foreach (var r in RandomWeights) w.WriteStringValue(r);
-            w.WriteEndArray();
-            w.WriteStartObject("modelFiles");
-            foreach (var (role, file) in ModelFiles) w.WriteString(role, file);
-            w.WriteEndObject();
+            JsonReportFile.WriteWeights(w, RandomWeights, ModelFiles);
             w.WriteStartArray("identities");
             foreach (var id in Identities)
             {

@@ -1,19 +1,33 @@
 using System.Buffers.Binary;
-using Deid.Faces;
 using Microsoft.Win32.SafeHandles;
 
 namespace Deid.Pipeline;
 
+/// <summary>How one kind of per-frame record becomes bytes in a <see cref="FrameSpool{T, TCodec}"/> and back.</summary>
+internal interface IFrameCodec<T>
+{
+    /// <summary>At least the bytes <see cref="Write"/> takes for this record.</summary>
+    static abstract int MaxSize(T record);
+
+    /// <summary>Writes the record at the start of <paramref name="to"/> (<see cref="MaxSize"/> bytes long) and returns the bytes used.</summary>
+    static abstract int Write(T record, Span<byte> to);
+
+    /// <summary>The record <see cref="Write"/> wrote as exactly these bytes.</summary>
+    static abstract T Read(ReadOnlySpan<byte> from);
+}
+
 /// <summary>
 /// The per-frame records of a run, kept in an anonymous temp file instead of memory: a run of hours has millions of
-/// face records, and keeping them on the managed heap made resident memory grow with clip length (the soak bench).
-/// Records are appended in a small binary form and read back in order as often as asked (a JSON report, tests).
+/// them, and keeping them on the managed heap made resident memory grow with clip length (the soak bench).
+/// Records are appended in a small binary form (<typeparamref name="TCodec"/>'s, each behind its length, so the
+/// spool itself knows nothing of their fields) and read back in order as often as asked (a JSON report, tests).
 /// The file is unlinked as soon as it is opened (Unix), so nothing is left in the temp folder however the process ends.
 /// Appends come from one writer (the encode stage); reads see everything appended before they began.
 /// </summary>
-internal sealed class FrameSpool : IDisposable
+internal sealed class FrameSpool<T, TCodec> : IDisposable where TCodec : IFrameCodec<T>
 {
     private const int FlushAt = 64 * 1024;
+    private const int LengthSize = 4;
     private readonly object _gate = new();
     private SafeFileHandle? _file;
     private byte[] _buffer = new byte[FlushAt + 4096];
@@ -23,42 +37,24 @@ internal sealed class FrameSpool : IDisposable
 
     public long Count { get; private set; }
 
-    public void Add(FrameRecord frame)
+    public void Add(T record)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var need = 21 + frame.Faces.Count * 60;
+            var max = TCodec.MaxSize(record);
+            var need = LengthSize + max;
             if (_buffered + need > _buffer.Length) Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _buffered + need));
-            var s = _buffer.AsSpan(_buffered);
-            var n = 0;
-            BinaryPrimitives.WriteInt64LittleEndian(s[n..], frame.Index); n += 8;
-            BinaryPrimitives.WriteDoubleLittleEndian(s[n..], frame.Time); n += 8;
-            BinaryPrimitives.WriteInt32LittleEndian(s[n..], frame.Faces.Count); n += 4;
-            s[n++] = frame.Damaged ? (byte)1 : (byte)0;
-            foreach (var f in frame.Faces)
-            {
-                BinaryPrimitives.WriteInt32LittleEndian(s[n..], f.TrackId); n += 4;
-                foreach (var v in (ReadOnlySpan<float>)[f.Box.Left, f.Box.Top, f.Box.Right, f.Box.Bottom, f.Box.Score])
-                {
-                    BinaryPrimitives.WriteSingleLittleEndian(s[n..], v); n += 4;
-                }
-                s[n++] = (byte)f.Handling;
-                if (f.Audit is not { } a) { s[n++] = 0; continue; }
-                s[n++] = (byte)(1 | (a.SimilarityToTarget is null ? 0 : 2) | (a.SimilarityAfterRetry is null ? 0 : 4));
-                s[n++] = (byte)a.Action;
-                BinaryPrimitives.WriteDoubleLittleEndian(s[n..], a.SimilarityToSource); n += 8;
-                BinaryPrimitives.WriteDoubleLittleEndian(s[n..], a.SimilarityToTarget ?? 0); n += 8;
-                BinaryPrimitives.WriteDoubleLittleEndian(s[n..], a.SimilarityAfterRetry ?? 0); n += 8;
-            }
-            _buffered += n;
+            var length = TCodec.Write(record, _buffer.AsSpan(_buffered + LengthSize, max));
+            BinaryPrimitives.WriteInt32LittleEndian(_buffer.AsSpan(_buffered), length);
+            _buffered += LengthSize + length;
             Count++;
             if (_buffered >= FlushAt) Flush();
         }
     }
 
     /// <summary>Every record appended so far, in order; safe to enumerate several times, also side by side.</summary>
-    public IEnumerable<FrameRecord> Read()
+    public IEnumerable<T> Read()
     {
         long end;
         lock (_gate)
@@ -70,12 +66,13 @@ internal sealed class FrameSpool : IDisposable
         return end == 0 ? [] : ReadUpTo(end);
     }
 
-    private IEnumerable<FrameRecord> ReadUpTo(long end)
+    private IEnumerable<T> ReadUpTo(long end)
     {
         var chunk = new byte[FlushAt];
         int have = 0, at = 0;
         long offset = 0;
-        // Makes at least `count` unread bytes available in `chunk` (growing it for a frame with very many faces).
+        // Makes at least `count` unread bytes available in `chunk` (growing it for a record larger than a chunk,
+        // e.g. a frame with very many faces).
         void Need(int count)
         {
             if (have - at >= count) return;
@@ -98,33 +95,14 @@ internal sealed class FrameSpool : IDisposable
         }
         while (offset < end || at < have)
         {
-            Need(21);
-            var index = BinaryPrimitives.ReadInt64LittleEndian(chunk.AsSpan(at)); at += 8;
-            var time = BinaryPrimitives.ReadDoubleLittleEndian(chunk.AsSpan(at)); at += 8;
-            var count = BinaryPrimitives.ReadInt32LittleEndian(chunk.AsSpan(at)); at += 4;
-            var damaged = chunk[at++] != 0;
-            var faces = new FaceRecord[count];
-            for (var i = 0; i < count; i++)
-            {
-                Need(26);
-                var track = BinaryPrimitives.ReadInt32LittleEndian(chunk.AsSpan(at)); at += 4;
-                var v = new float[5];
-                for (var k = 0; k < 5; k++) { v[k] = BinaryPrimitives.ReadSingleLittleEndian(chunk.AsSpan(at)); at += 4; }
-                var handling = (FaceHandling)chunk[at++];
-                var flags = chunk[at++];
-                FaceAudit? audit = null;
-                if (flags != 0)
-                {
-                    Need(25);
-                    var action = (AuditAction)chunk[at++];
-                    var source = BinaryPrimitives.ReadDoubleLittleEndian(chunk.AsSpan(at)); at += 8;
-                    var target = BinaryPrimitives.ReadDoubleLittleEndian(chunk.AsSpan(at)); at += 8;
-                    var retry = BinaryPrimitives.ReadDoubleLittleEndian(chunk.AsSpan(at)); at += 8;
-                    audit = new FaceAudit(source, (flags & 2) != 0 ? target : null, action, (flags & 4) != 0 ? retry : null);
-                }
-                faces[i] = new FaceRecord(track, new FaceBox(v[0], v[1], v[2], v[3], v[4]), handling, audit);
-            }
-            yield return new FrameRecord(index, time, faces, damaged);
+            Need(LengthSize);
+            var length = BinaryPrimitives.ReadInt32LittleEndian(chunk.AsSpan(at));
+            at += LengthSize;
+            if (length < 0) throw new InvalidDataException("the report's frame spool is corrupt");
+            Need(length);
+            var record = TCodec.Read(chunk.AsSpan(at, length));
+            at += length;
+            yield return record;
         }
     }
 
@@ -162,4 +140,33 @@ internal sealed class FrameSpool : IDisposable
             _buffer = [];
         }
     }
+}
+
+/// <summary>Little-endian fields one after another into a codec's span (see <see cref="IFrameCodec{T}"/>).</summary>
+internal ref struct SpoolWriter(Span<byte> to)
+{
+    private readonly Span<byte> _to = to;
+
+    public int Length { get; private set; }
+
+    public void Byte(byte v) => _to[Length++] = v;
+    public void Bool(bool v) => Byte(v ? (byte)1 : (byte)0);
+    public void Int32(int v) { BinaryPrimitives.WriteInt32LittleEndian(_to[Length..], v); Length += 4; }
+    public void Int64(long v) { BinaryPrimitives.WriteInt64LittleEndian(_to[Length..], v); Length += 8; }
+    public void Single(float v) { BinaryPrimitives.WriteSingleLittleEndian(_to[Length..], v); Length += 4; }
+    public void Double(double v) { BinaryPrimitives.WriteDoubleLittleEndian(_to[Length..], v); Length += 8; }
+}
+
+/// <summary>Reads back what a <see cref="SpoolWriter"/> wrote, field by field in the same order.</summary>
+internal ref struct SpoolReader(ReadOnlySpan<byte> from)
+{
+    private readonly ReadOnlySpan<byte> _from = from;
+    private int _at;
+
+    public byte Byte() => _from[_at++];
+    public bool Bool() => Byte() != 0;
+    public int Int32() { var v = BinaryPrimitives.ReadInt32LittleEndian(_from[_at..]); _at += 4; return v; }
+    public long Int64() { var v = BinaryPrimitives.ReadInt64LittleEndian(_from[_at..]); _at += 8; return v; }
+    public float Single() { var v = BinaryPrimitives.ReadSingleLittleEndian(_from[_at..]); _at += 4; return v; }
+    public double Double() { var v = BinaryPrimitives.ReadDoubleLittleEndian(_from[_at..]); _at += 8; return v; }
 }

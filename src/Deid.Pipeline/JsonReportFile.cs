@@ -12,6 +12,21 @@ internal static class JsonReportFile
         return System.Text.Encoding.UTF8.GetString(ms.ToArray());
     }
 
+    /// <summary>
+    /// The two groups every report of a run with the latent networks carries, side by side: the networks built with
+    /// random weights (empty for a real run) and role → the weights file loaded. One writer, so the anonymize and the
+    /// reenact reports cannot drift apart in how they name them.
+    /// </summary>
+    public static void WriteWeights(Utf8JsonWriter w, IReadOnlyList<string> randomWeights, IReadOnlyDictionary<string, string> modelFiles)
+    {
+        w.WriteStartArray("randomWeights");
+        foreach (var r in randomWeights) w.WriteStringValue(r);
+        w.WriteEndArray();
+        w.WriteStartObject("modelFiles");
+        foreach (var (role, file) in modelFiles) w.WriteString(role, file);
+        w.WriteEndObject();
+    }
+
     public static void Write(string path, Action<Utf8JsonWriter> write)
     {
         var full = Path.GetFullPath(path);

@@ -49,11 +49,70 @@ public enum ReenactHead
 public sealed record ReenactFrame(long Index, double Time, ReenactHead Head, int? DrivingTrack, bool Tracked,
     double? WChange, double? IdentitySimilarity, double? LandmarkDistance, Placement? Driving, Placement? Paste);
 
-/// <summary>What <c>deid reenact</c> did, per frame and in total.</summary>
-public sealed class ReenactReport
+/// <summary>A <see cref="ReenactFrame"/> in the report's spool: index, time, head, a byte of which optional fields follow, then those.</summary>
+internal sealed class ReenactFrameCodec : IFrameCodec<ReenactFrame>
 {
-    private readonly List<ReenactFrame> _frames = [];
+    private const byte HasTrack = 1, IsTracked = 2, HasWChange = 4, HasIdentity = 8, HasLandmarks = 16, HasDriving = 32, HasPaste = 64;
+
+    public static int MaxSize(ReenactFrame frame) => 8 + 8 + 1 + 1 + 4 + 3 * 8 + 2 * (4 * 8 + 1);
+
+    public static int Write(ReenactFrame f, Span<byte> to)
+    {
+        var s = new SpoolWriter(to);
+        s.Int64(f.Index);
+        s.Double(f.Time);
+        s.Byte((byte)f.Head);
+        s.Byte((byte)((f.DrivingTrack is null ? 0 : HasTrack) | (f.Tracked ? IsTracked : 0) | (f.WChange is null ? 0 : HasWChange)
+            | (f.IdentitySimilarity is null ? 0 : HasIdentity) | (f.LandmarkDistance is null ? 0 : HasLandmarks)
+            | (f.Driving is null ? 0 : HasDriving) | (f.Paste is null ? 0 : HasPaste)));
+        if (f.DrivingTrack is int track) s.Int32(track);
+        if (f.WChange is double w) s.Double(w);
+        if (f.IdentitySimilarity is double id) s.Double(id);
+        if (f.LandmarkDistance is double lm) s.Double(lm);
+        if (f.Driving is { } driving) WritePlacement(ref s, driving);
+        if (f.Paste is { } paste) WritePlacement(ref s, paste);
+        return s.Length;
+    }
+
+    private static void WritePlacement(ref SpoolWriter s, Placement p)
+    {
+        s.Double(p.X);
+        s.Double(p.Y);
+        s.Double(p.Side);
+        s.Double(p.AngleDegrees);
+        s.Bool(p.Clamped);
+    }
+
+    public static ReenactFrame Read(ReadOnlySpan<byte> from)
+    {
+        var s = new SpoolReader(from);
+        var index = s.Int64();
+        var time = s.Double();
+        var head = (ReenactHead)s.Byte();
+        var flags = s.Byte();
+        int? track = (flags & HasTrack) != 0 ? s.Int32() : null;
+        double? wChange = (flags & HasWChange) != 0 ? s.Double() : null;
+        double? identity = (flags & HasIdentity) != 0 ? s.Double() : null;
+        double? landmarks = (flags & HasLandmarks) != 0 ? s.Double() : null;
+        var driving = (flags & HasDriving) != 0 ? ReadPlacement(ref s) : null;
+        var paste = (flags & HasPaste) != 0 ? ReadPlacement(ref s) : null;
+        return new ReenactFrame(index, time, head, track, (flags & IsTracked) != 0, wChange, identity, landmarks, driving, paste);
+    }
+
+    private static Placement ReadPlacement(ref SpoolReader s) => new(s.Double(), s.Double(), s.Double(), s.Double(), s.Bool());
+}
+
+/// <summary>
+/// What <c>deid reenact</c> did, per frame and in total. As in <see cref="AnonymizeReport"/>, the per-frame records
+/// live in a temp-file spool, not in memory (a long driving clip has one per frame), and the totals are kept as they
+/// are added; dispose the report to release the spool at once.
+/// </summary>
+public sealed class ReenactReport : IDisposable
+{
+    private readonly FrameSpool<ReenactFrame, ReenactFrameCodec> _frames = new();
     private readonly List<string> _warnings = [];
+    private long _generated, _held, _noHead, _tracked;
+    private Mean _wChange, _identitySimilarity, _landmarkDistance;
 
     public string Still { get; init; } = "";
     public string Driving { get; init; } = "";
@@ -69,26 +128,53 @@ public sealed class ReenactReport
     public IReadOnlyDictionary<string, string> ModelFiles { get; internal set; } = new Dictionary<string, string>();
     public InferenceStats? Inference { get; internal set; }
     public TimeSpan Elapsed { get; internal set; }
-    public IReadOnlyList<ReenactFrame> FrameRecords => _frames;
+    /// <summary>Every frame's record, in order, read back from the spool on each enumeration.</summary>
+    public IEnumerable<ReenactFrame> FrameRecords => _frames.Read();
     public IReadOnlyList<string> Warnings => _warnings;
 
     public long Frames => _frames.Count;
-    public long Generated => _frames.Count(f => f.Head == ReenactHead.Generated);
-    public long Held => _frames.Count(f => f.Head == ReenactHead.Held);
-    public long NoHead => _frames.Count(f => f.Head == ReenactHead.None);
-    public long Tracked => _frames.Count(f => f.Tracked);
+    public long Generated => _generated;
+    public long Held => _held;
+    public long NoHead => _noHead;
+    public long Tracked => _tracked;
     public double Fps => Elapsed.TotalSeconds > 0 ? Frames / Elapsed.TotalSeconds : 0;
-    public double? MeanWChange => Mean(f => f.WChange);
-    public double? MeanIdentitySimilarity => Mean(f => f.IdentitySimilarity);
-    public double? MeanLandmarkDistance => Mean(f => f.LandmarkDistance);
+    public double? MeanWChange => _wChange.Value;
+    public double? MeanIdentitySimilarity => _identitySimilarity.Value;
+    public double? MeanLandmarkDistance => _landmarkDistance.Value;
 
-    private double? Mean(Func<ReenactFrame, double?> pick)
+    /// <summary>
+    /// The mean of the values present, summed in frame order from zero and divided by their count: bit for bit what
+    /// LINQ's Average over the list of them gave when the report kept its frames in memory.
+    /// </summary>
+    private struct Mean
     {
-        var v = _frames.Select(pick).OfType<double>().ToList();
-        return v.Count == 0 ? null : Math.Round(v.Average(), 6);
+        private double _sum;
+        public long Count { get; private set; }
+        public void Add(double? v)
+        {
+            if (v is not double d) return;
+            _sum += d;
+            Count++;
+        }
+        public readonly double? Value => Count == 0 ? null : Math.Round(_sum / Count, 6);
     }
 
-    internal void AddFrame(ReenactFrame frame) => _frames.Add(frame);
+    internal void AddFrame(ReenactFrame frame)
+    {
+        _frames.Add(frame);
+        switch (frame.Head)
+        {
+            case ReenactHead.Generated: _generated++; break;
+            case ReenactHead.Held: _held++; break;
+            case ReenactHead.None: _noHead++; break;
+        }
+        if (frame.Tracked) _tracked++;
+        _wChange.Add(frame.WChange);
+        _identitySimilarity.Add(frame.IdentitySimilarity);
+        _landmarkDistance.Add(frame.LandmarkDistance);
+    }
+
+    public void Dispose() => _frames.Dispose();
     internal void AddWarning(string warning) { if (!_warnings.Contains(warning)) _warnings.Add(warning); }
 
     /// <summary>Through a temp file and a rename, so a reader never sees half a report.</summary>
@@ -133,12 +219,7 @@ public sealed class ReenactReport
         w.WriteNumber("facesInStill", StillFaces);
         w.WriteEndObject();
         w.WriteString("recognizer", OnnxFaceRecognizer.RelativePath);
-        w.WriteStartArray("randomWeights");
-        foreach (var r in RandomWeights) w.WriteStringValue(r);
-        w.WriteEndArray();
-        w.WriteStartObject("modelFiles");
-        foreach (var (role, file) in ModelFiles) w.WriteString(role, file);
-        w.WriteEndObject();
+        JsonReportFile.WriteWeights(w, RandomWeights, ModelFiles);
 
         w.WriteStartObject("totals");
         w.WriteNumber("frames", Frames);
@@ -149,7 +230,7 @@ public sealed class ReenactReport
         Num(w, "meanWChange", MeanWChange);
         Num(w, "meanIdentitySimilarity", MeanIdentitySimilarity);
         Num(w, "meanLandmarkDistance", MeanLandmarkDistance);
-        w.WriteNumber("framesWithGeneratedLandmarks", _frames.Count(f => f.LandmarkDistance != null));
+        w.WriteNumber("framesWithGeneratedLandmarks", _landmarkDistance.Count);
         w.WriteNumber("elapsedSeconds", Math.Round(Elapsed.TotalSeconds, 3));
         w.WriteNumber("fps", Math.Round(Fps, 3));
         w.WriteEndObject();
@@ -167,7 +248,7 @@ public sealed class ReenactReport
         w.WriteEndArray();
 
         w.WriteStartArray("frames");
-        foreach (var f in _frames)
+        foreach (var f in _frames.Read())
         {
             w.WriteStartObject();
             w.WriteNumber("index", f.Index);

@@ -93,6 +93,9 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
     ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output) : Stage<FrameWork>(output)
 {
     private Mat? _lastPicture;
+    // Where the last head was pasted (null with crop): a held frame shows it there again. Kept here rather than looked
+    // up in the report, whose records are in a spool on disk.
+    private Placement? _lastPaste;
     private Affine? _reference;
     private int? _referenceTrack;
 
@@ -124,9 +127,8 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
         {
             var head = _lastPicture is null ? ReenactHead.None : ReenactHead.Held;
             picture = (_lastPicture ?? (crop ? still.Crop : still.Picture)).Clone();
-            var last = report.FrameRecords.LastOrDefault(r => r.Head != ReenactHead.None);
             record = new ReenactFrame(frame.Index, frame.Time.TotalSeconds, head, work.Faces.FirstOrDefault()?.TrackId, false,
-                null, null, null, null, head == ReenactHead.Held ? last?.Paste : null);
+                null, null, null, null, head == ReenactHead.Held ? _lastPaste : null);
         }
         else
         {
@@ -155,6 +157,7 @@ internal sealed class StillPasteStage(StillTarget still, bool crop, ReenactFaceS
                 face.Handling == FaceHandling.Tracked, wChange, identity, landmarks, PlacementOf(drivingA, still.CropSize, false), paste);
             _lastPicture?.Dispose();
             _lastPicture = picture.Clone();
+            _lastPaste = paste;
         }
         foreach (var f in work.Faces) f.ReleaseImages();
         frame.Image.Dispose();

@@ -98,66 +98,75 @@ public static class Reenactor
             RandomWeights = nets.RandomParts, ModelFiles = nets.Files,
         };
 
-        using var reader = new VideoReader(driving);
-        // The driving clip's timing and audio, the still's picture size, stored upright.
-        using var writer = new VideoWriter(output, VideoWriterSpec.From(reader.Info) with { Width = outW, Height = outH, Rotation = 0 });
-        using var record = new AnonymizeReport { Input = driving, Output = output, Stage = stage.Name, Detector = options.Detector, Mode = AnonymizeMode.Latent };
-        var stats = new InferenceStats();
-        var tracker = new FaceTracker(options.MaxMissingFrames);
-        var finders = engine.Finders(options.Detector, options.MinConfidence);
-        var workers = options.Workers;
-        var batch = Math.Max(1, stage.BatchSize);
-
-        var decoded = Bounded<FrameWork>(2 * workers);
-        var found = Bounded<FrameWork>(2 * workers);
-        var detected = Bounded<FrameWork>(2 * workers);
-        var ordered = Bounded<FrameWork>(4);
-        var tracked = Bounded<FrameWork>(4);
-        var selected = Bounded<FrameWork>(4);
-        var aligned2 = Bounded<FrameWork>(4);
-        var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
-        var waiting = Bounded<FrameWork>(waitingCapacity);
-        var batches = Bounded<FaceBatch>(1);
-        var rejoined = Bounded<FrameWork>(4);
-        var pasted = Bounded<FrameWork>(4);
-        var frameChannels = new[] { decoded, found, detected, ordered, tracked, selected, aligned2, waiting, rejoined, pasted };
-
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var token = cts.Token;
-        var tasks = new List<Task>
+        // The report owns its frame spool: the caller's to dispose once it is returned, ours until then.
+        try
         {
-            new DecodeStage(reader, decoded.Writer).RunAsync(token),
-            new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
+            using var reader = new VideoReader(driving);
+            // The driving clip's timing and audio, the still's picture size, stored upright.
+            using var writer = new VideoWriter(output, VideoWriterSpec.From(reader.Info) with { Width = outW, Height = outH, Rotation = 0 });
+            using var record = new AnonymizeReport { Input = driving, Output = output, Stage = stage.Name, Detector = options.Detector, Mode = AnonymizeMode.Latent };
+            var stats = new InferenceStats();
+            var tracker = new FaceTracker(options.MaxMissingFrames);
+            var finders = engine.Finders(options.Detector, options.MinConfidence);
+            var workers = options.Workers;
+            var batch = Math.Max(1, stage.BatchSize);
+
+            var decoded = Bounded<FrameWork>(2 * workers);
+            var found = Bounded<FrameWork>(2 * workers);
+            var detected = Bounded<FrameWork>(2 * workers);
+            var ordered = Bounded<FrameWork>(4);
+            var tracked = Bounded<FrameWork>(4);
+            var selected = Bounded<FrameWork>(4);
+            var aligned2 = Bounded<FrameWork>(4);
+            var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
+            var waiting = Bounded<FrameWork>(waitingCapacity);
+            var batches = Bounded<FaceBatch>(1);
+            var rejoined = Bounded<FrameWork>(4);
+            var pasted = Bounded<FrameWork>(4);
+            var frameChannels = new[] { decoded, found, detected, ordered, tracked, selected, aligned2, waiting, rejoined, pasted };
+
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var token = cts.Token;
+            var tasks = new List<Task>
+            {
+                new DecodeStage(reader, decoded.Writer).RunAsync(token),
+                new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
                 new LandmarkStage(workers, predictor, found.Reader, detected.Writer).RunAsync(token),
-            new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
-            new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
-            new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),
-            new AlignStage(new FfhqAligner(cropSize), context, selected.Reader, aligned2.Writer).RunAsync(token),
-            new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned2.Reader, waiting.Writer, batches.Writer).RunAsync(token),
-            new InferenceStage(stage, engine.Executor, context, stats, batches.Reader).RunAsync(token),
-            new RejoinStage(waiting.Reader, rejoined.Writer).RunAsync(token),
-            new StillPasteStage(target, options.Crop, stage, recognizer, finders, predictor, report, context, rejoined.Reader, pasted.Writer).RunAsync(token),
-            new EncodeStage(writer, record, progress, info.FrameCount, clock, pasted.Reader).RunAsync(token),
-        };
-        await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
+                new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
+                new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
+                new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),
+                new AlignStage(new FfhqAligner(cropSize), context, selected.Reader, aligned2.Writer).RunAsync(token),
+                new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned2.Reader, waiting.Writer, batches.Writer).RunAsync(token),
+                new InferenceStage(stage, engine.Executor, context, stats, batches.Reader).RunAsync(token),
+                new RejoinStage(waiting.Reader, rejoined.Writer).RunAsync(token),
+                new StillPasteStage(target, options.Crop, stage, recognizer, finders, predictor, report, context, rejoined.Reader, pasted.Writer).RunAsync(token),
+                new EncodeStage(writer, record, progress, info.FrameCount, clock, pasted.Reader).RunAsync(token),
+            };
+            await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
 
-        // Known only now, without decoding twice: a clip with no usable driving face must not become a video of the still.
-        if (report.Generated == 0)
-            throw new PipelineException(options.DrivingTrack is int n
-                ? $"driving track {n} never appears in {driving} ({report.Frames} frames): nothing to reenact (see the track ids in a --report)"
-                : $"no face was found in the driving clip {driving} ({report.Frames} frames): nothing to reenact");
-        writer.Complete();
-        clock.Stop();
+            // Known only now, without decoding twice: a clip with no usable driving face must not become a video of the still.
+            if (report.Generated == 0)
+                throw new PipelineException(options.DrivingTrack is int n
+                    ? $"driving track {n} never appears in {driving} ({report.Frames} frames): nothing to reenact (see the track ids in a --report)"
+                    : $"no face was found in the driving clip {driving} ({report.Frames} frames): nothing to reenact");
+            writer.Complete();
+            clock.Stop();
 
-        report.Elapsed = clock.Elapsed;
-        report.Inference = stats;
-        foreach (var w in warnings) report.AddWarning(w);
-        if (report.Held > 0) report.AddWarning($"the driving face was lost in {report.Held} frames: the last head was held there");
-        if (report.NoHead > 0) report.AddWarning($"{report.NoHead} frames before the driving face first appeared show the still unchanged");
-        if (tracker.TracksCreated > 1 && options.DrivingTrack is null)
-            report.AddWarning($"the driving clip has {tracker.TracksCreated} face tracks; the largest was followed (pick one with --driving-track; the report names the track of every frame)");
-        foreach (var w in context.Warnings) report.AddWarning(w);
-        return report;
+            report.Elapsed = clock.Elapsed;
+            report.Inference = stats;
+            foreach (var w in warnings) report.AddWarning(w);
+            if (report.Held > 0) report.AddWarning($"the driving face was lost in {report.Held} frames: the last head was held there");
+            if (report.NoHead > 0) report.AddWarning($"{report.NoHead} frames before the driving face first appeared show the still unchanged");
+            if (tracker.TracksCreated > 1 && options.DrivingTrack is null)
+                report.AddWarning($"the driving clip has {tracker.TracksCreated} face tracks; the largest was followed (pick one with --driving-track; the report names the track of every frame)");
+            foreach (var w in context.Warnings) report.AddWarning(w);
+            return report;
+        }
+        catch
+        {
+            report.Dispose();
+            throw;
+        }
     }
 
     public static void Validate(ReenactOptions o)

@@ -67,6 +67,7 @@ public sealed class ReenactFixture : IDisposable
 
     public void Dispose()
     {
+        foreach (var (_, report) in _runs.Values) report.Dispose();
         Engine.Dispose();
         Dir.Dispose();
     }
@@ -161,18 +162,19 @@ public class ReenactTests(ReenactFixture f) : IClassFixture<ReenactFixture>
         var (plainOut, plain) = await f.Run("plain", "plain");
         var (panOut, pan) = await f.Run("pan", "pan");
         Assert.Equal(plain.Frames, pan.Frames);
-        var first = pan.FrameRecords[0];
-        var last = pan.FrameRecords[^1];
+        var first = pan.FrameRecords.First();
+        var last = pan.FrameRecords.Last();
         Assert.Equal(ReenactHead.Generated, first.Head);
         Assert.Equal(ReenactHead.Generated, last.Head);
         // The pan moves the driving face 200 px/s to the right on top of the speaker's own motion (seen in the plain clip).
-        var drivingShift = (last.Driving!.X - first.Driving!.X) - (plain.FrameRecords[^1].Driving!.X - plain.FrameRecords[0].Driving!.X);
+        var (plainFirst, plainLast) = (plain.FrameRecords.First(), plain.FrameRecords.Last());
+        var drivingShift = (last.Driving!.X - first.Driving!.X) - (plainLast.Driving!.X - plainFirst.Driving!.X);
         Assert.InRange(drivingShift, 0.5 * 200 * last.Time, 1.2 * 200 * last.Time);
         // In the still, by the still's face size over the driving face's.
         var expected = drivingShift * first.Paste!.Side / first.Driving.Side;
-        var pasteShift = (last.Paste!.X - first.Paste.X) - (plain.FrameRecords[^1].Paste!.X - plain.FrameRecords[0].Paste!.X);
+        var pasteShift = (last.Paste!.X - first.Paste.X) - (plainLast.Paste!.X - plainFirst.Paste!.X);
         Assert.InRange(pasteShift, 0.8 * expected, 1.2 * expected);
-        Assert.InRange(Math.Abs(last.Paste.Y - first.Paste.Y - (plain.FrameRecords[^1].Paste!.Y - plain.FrameRecords[0].Paste!.Y)), 0, 0.25 * expected);
+        Assert.InRange(Math.Abs(last.Paste.Y - first.Paste.Y - (plainLast.Paste!.Y - plainFirst.Paste!.Y)), 0, 0.25 * expected);
 
         // And in the pixels: where the output differs from the still moves right by about as much.
         using var still = Cv2.ImRead(f.Still);

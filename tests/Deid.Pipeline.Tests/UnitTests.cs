@@ -240,7 +240,7 @@ public class AnonymizeReportTests
                     1 => new FaceAudit(rng.NextDouble(), null, AuditAction.Passed),
                     _ => new FaceAudit(rng.NextDouble(), rng.NextDouble(), AuditAction.Blurred, rng.NextDouble()),
                 })).ToArray();
-            var frame = new FrameRecord(i, i / 30.0, faces);
+            var frame = new FrameRecord(i, i / 30.0, faces, Damaged: i % 7 == 3);
             expected.Add(frame);
             report.AddFrame(frame);
         }
@@ -253,6 +253,7 @@ public class AnonymizeReportTests
             Assert.True(again.MoveNext());
             Assert.Equal(want.Index, got.Index);
             Assert.Equal(want.Time, got.Time);
+            Assert.Equal(want.Damaged, got.Damaged);
             Assert.Equal(want.Faces, got.Faces);
             Assert.Equal(want.Faces, again.Current.Faces);
         }
@@ -263,6 +264,36 @@ public class AnonymizeReportTests
         var frames = json.RootElement.GetProperty("frames");
         Assert.Equal(expected.Count, frames.GetArrayLength());
         Assert.Equal(3000, frames[3001].GetProperty("faces").GetArrayLength());
+    }
+
+    /// <summary>A latent report names the networks with random weights and the weights files, between the totals and the identities.</summary>
+    [Fact]
+    public void LatentReport_ListsRandomWeightsAndModelFiles()
+    {
+        using var report = new AnonymizeReport { Mode = AnonymizeMode.Latent };
+        report.RandomWeights = ["E_attr", "M"];
+        report.ModelFiles = new Dictionary<string, string> { ["E_id"] = "latent/e_id.pt", ["G"] = "latent/g.pt" };
+        Assert.Contains("""
+              "fps": 0
+            },
+            "randomWeights": [
+              "E_attr",
+              "M"
+            ],
+            "modelFiles": {
+              "E_id": "latent/e_id.pt",
+              "G": "latent/g.pt"
+            },
+            "identities": [],
+          """, report.ToJson().ReplaceLineEndings("\n"));
+        using var real = new AnonymizeReport { Mode = AnonymizeMode.Latent };
+        Assert.Contains("""
+            "randomWeights": [],
+            "modelFiles": {},
+          """, real.ToJson().ReplaceLineEndings("\n"));
+        using var blur = new AnonymizeReport { Mode = AnonymizeMode.Blur };
+        Assert.DoesNotContain("randomWeights", blur.ToJson());
+        Assert.DoesNotContain("modelFiles", blur.ToJson());
     }
 }
 

@@ -65,7 +65,7 @@ public static class ReenactCommand
                 Deid.Media.NativeMemory.TuneForTensors();
 
                 using var engine = new DeidEngine(options.Device);
-                var result = await Reenactor.ReenactAsync(engine, still, drivingPath, outPath, options, null, ct);
+                using var result = await Reenactor.ReenactAsync(engine, still, drivingPath, outPath, options, null, ct);
                 if (reportPath != null) result.WriteJson(reportPath);
                 foreach (var w in result.Warnings) Console.Error.WriteLine($"deid: warning: {w}");
                 Console.WriteLine(
