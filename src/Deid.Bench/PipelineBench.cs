@@ -31,6 +31,7 @@ public static class PipelineBench
         if (Environment.GetEnvironmentVariable("DEID_BENCH_CLIPS_ONLY") == "1") return;
         Coverage(r);
         RssLoop(r, Path.Combine(Suites.Shared, "media", "videos", "talk_d3.mp4"));
+        SpeedTable.Write(r);
     }
 
     /// <summary>Frames/s and CPU ms/frame of one measured span.</summary>
@@ -95,7 +96,7 @@ public static class PipelineBench
             DetectAlone(r, suite, frames, predictor, DetectorKind.Ssd);
             DetectAlone(r, suite, frames, predictor, DetectorKind.Both);
 
-            var aligner = new FfhqAligner(256);
+            var aligner = new FfhqAligner(256, sharp: false); // as blur mode aligns
             var aligned = new List<(int Frame, AlignedFace Face)>();
             span = new Span();
             for (int i = 0; i < frames.Count; i++)

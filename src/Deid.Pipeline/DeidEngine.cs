@@ -141,7 +141,8 @@ public sealed class DeidEngine : IDisposable
             };
             var stats = new InferenceStats();
             var tracker = new FaceTracker(options.MaxMissingFrames);
-            var aligner = new FfhqAligner(cropSize);
+            // A crop that is only blurred or pixelated needs no cubic resampling.
+            var aligner = new FfhqAligner(cropSize, sharp: faceStage.ReplacesIdentity);
             // Obfuscated crops must not be colour-matched back towards the original face; real replacements should be.
             var blend = faceStage.ReplacesIdentity ? BlendMode.ColorMatch : BlendMode.Feather;
             var workers = options.Workers;

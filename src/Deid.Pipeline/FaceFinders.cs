@@ -18,7 +18,7 @@ public enum DetectorKind
 
 /// <summary>
 /// Finds face boxes in one BGR frame, in frame coordinates and in dlib's HOG framing (what the 68-point shape
-/// predictor was trained on). One instance per detect worker.
+/// predictor was trained on). Not thread-safe: one instance per worker (a stream finder: per stream, frames in order).
 /// </summary>
 public interface IFaceFinder : IDisposable
 {
@@ -123,7 +123,7 @@ public sealed class UnionFaceFinder(IFaceFinder hog, IFaceFinder ssd) : IFaceFin
     public void Dispose() { hog.Dispose(); ssd.Dispose(); }
 }
 
-/// <summary>Creates the detect workers' finders around the SSD network they share (the engine's, loaded once).</summary>
+/// <summary>Creates face finders around the SSD network they share (the engine's, loaded once): one per stream, or per still image.</summary>
 public sealed class FaceFinderFactory(DetectorKind kind, SsdMobilenetv1? ssd, DeviceExecutor device,
     float minConfidence = SsdMobilenetv1.DefaultMinConfidence)
 {

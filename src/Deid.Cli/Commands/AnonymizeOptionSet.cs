@@ -15,7 +15,7 @@ public sealed class AnonymizeOptionSet
         Description = "What to do with each face: blur, pixelate, passthrough, or latent (neural replacement by one fixed synthetic or photo identity per track).",
         DefaultValueFactory = _ => "blur",
     };
-    public Option<int> Workers { get; } = new("--workers") { Description = "Parallel face detectors.", DefaultValueFactory = _ => Environment.ProcessorCount };
+    public Option<int> Workers { get; } = new("--workers") { Description = "Parallel landmark workers (faces are found in frame order by one finder that follows the stream).", DefaultValueFactory = _ => Environment.ProcessorCount };
     public Option<int> BatchSize { get; } = new("--batch-size", "--batch") { Description = "Face crops per face-stage batch (one batch is drawn on the device while the next fills).", DefaultValueFactory = _ => 8 };
     public Option<bool> DropSubtitles { get; } = new("--drop-subtitles")
     {

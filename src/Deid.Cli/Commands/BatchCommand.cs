@@ -18,7 +18,7 @@ public static class BatchCommand
         public readonly Argument<string[]> Inputs = new("inputs") { Description = "Folders (searched recursively; video files found by probing), globs, list files (.txt: one path a line; .jsonl: {\"input\": PATH, \"output\": REL}) or video files.", Arity = ArgumentArity.ZeroOrMore };
         public readonly Option<string?> Output = new("--output", "-o") { Description = "OUT_DIR: outputs mirror the input tree here, each with NAME.report.json; also manifest.jsonl, summary.json, summary.html." };
         public readonly AnonymizeOptionSet Job = new();
-        public readonly Option<int> Jobs = new("--jobs", "-j") { Description = "Clips at once in this process (models are loaded once); each clip gets cores/N detector workers unless --workers is given.", DefaultValueFactory = _ => 1 };
+        public readonly Option<int> Jobs = new("--jobs", "-j") { Description = "Clips at once in this process (models are loaded once); each clip gets cores/N landmark workers unless --workers is given.", DefaultValueFactory = _ => 1 };
         public readonly Option<string?> Manifest = new("--manifest") { Description = "The resumable manifest (JSONL; default OUT_DIR/manifest.jsonl)." };
         public readonly Option<int> Retry = new("--retry") { Description = "Times a failing clip is tried again (within the run and across reruns of the same input).", DefaultValueFactory = _ => 1 };
         public readonly Option<bool> Checksum = new("--checksum") { Description = "Identify inputs by sha256 as well as size (default: size + mtime)." };
@@ -27,7 +27,7 @@ public static class BatchCommand
         public readonly Option<bool> Submit = new("--submit") { Description = "With --slurm: submit the job array with sbatch and print its job id." };
         public readonly Option<string?> Partition = new("--partition") { Description = "Slurm partition." };
         public readonly Option<string?> Time = new("--time") { Description = "Slurm time limit per array task (e.g. 02:00:00)." };
-        public readonly Option<int> Cpus = new("--cpus") { Description = "Slurm CPUs per array task (the task's detector workers).", DefaultValueFactory = _ => 2 };
+        public readonly Option<int> Cpus = new("--cpus") { Description = "Slurm CPUs per array task (the task's landmark workers).", DefaultValueFactory = _ => 2 };
         public readonly Option<int> Gpus = new("--gpus") { Description = "Slurm GPUs per array task (--gres=gpu:N; the task then runs on cuda).", DefaultValueFactory = _ => 0 };
         public readonly Option<int> ArrayMax = new("--array-max") { Description = "At most this many array tasks at once (sbatch --array=0-N%K; 0 = no limit).", DefaultValueFactory = _ => 0 };
         public readonly Option<int> ClipsPerTask = new("--clips-per-task") { Description = "Clips each array task runs (one after another, models loaded once).", DefaultValueFactory = _ => 1 };

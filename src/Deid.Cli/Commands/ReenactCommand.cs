@@ -16,7 +16,7 @@ public static class ReenactCommand
         var device = new Option<string>("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
         var drivingTrack = new Option<int?>("--driving-track") { Description = "Follow this face track of the driving clip (ids as in the report); default: the largest face." };
         var detector = new Option<string>("--detector") { Description = "Face detector: hog, ssd or both.", DefaultValueFactory = _ => "hog" };
-        var workers = new Option<int>("--workers") { Description = "Parallel face detectors.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var workers = new Option<int>("--workers") { Description = "Parallel landmark workers (faces are found in frame order by one finder that follows the stream).", DefaultValueFactory = _ => Environment.ProcessorCount };
         var batch = new Option<int>("--batch-size", "--batch") { Description = "Driving crops per generator batch.", DefaultValueFactory = _ => 8 };
         var wSmoothing = new Option<string>("--w-smoothing") { Description = "One-Euro smoothing of w over time, on or off.", DefaultValueFactory = _ => "on" };
         var weightsDir = new Option<string?>("--weights-dir") { Description = "Folder with E_attr.safetensors and M.safetensors (optionally G / E_id); the rest comes from the model store." };
