@@ -1,0 +1,60 @@
+using OpenCvSharp;
+
+namespace Deid.Pipeline.Tests;
+
+/// <summary>The stream finders' memory of what each part of the picture looked like when it was last searched.</summary>
+public class MotionMapTests
+{
+    private static Mat Grey(byte level) => new(240, 320, MatType.CV_8UC1, Scalar.All(level));
+
+    [Fact]
+    public void WithoutAReference_EverythingIsToBeSearched()
+    {
+        using var map = new MotionMap();
+        using var g = Grey(100);
+        map.Update(g);
+        Assert.False(map.HasReference);
+        Assert.True(map.IsDirty(new Rect(0, 0, 8, 8)));
+        Assert.Equal([new Rect(0, 0, 320, 240)], map.DirtyRegions([], _ => 0, g.Size()));
+    }
+
+    [Fact]
+    public void AChangedPatch_IsDirtyThere_AndNowhereElse_UntilSearched()
+    {
+        using var map = new MotionMap();
+        using var a = Grey(100);
+        map.Update(a);
+        map.SearchedAll();
+        using var b = a.Clone();
+        b[new Rect(200, 40, 60, 60)].SetTo(Scalar.All(200));
+        map.Update(b);
+        Assert.True(map.IsDirty(new Rect(210, 50, 10, 10)));
+        Assert.False(map.IsDirty(new Rect(0, 0, 100, 100)));
+        var region = Assert.Single(map.DirtyRegions([], _ => 0, b.Size()));
+        Assert.True(region.Contains(new Rect(200, 40, 60, 60)), $"{region}");
+        // Inside an excluded area (a tracked head) a change is not a region to search.
+        Assert.Empty(map.DirtyRegions([new Rect(180, 20, 100, 100)], _ => 0, b.Size()));
+
+        map.Searched(region);
+        map.Update(b);
+        Assert.False(map.IsDirty(new Rect(210, 50, 10, 10)));
+    }
+
+    /// <summary>A slow fade adds up against the reference (the picture when last searched), not the previous frame.</summary>
+    [Fact]
+    public void ASlowChange_AddsUpUntilItIsSearched()
+    {
+        using var map = new MotionMap();
+        using var a = Grey(100);
+        map.Update(a);
+        map.SearchedAll();
+        var dirtyAt = -1;
+        for (var step = 1; step <= 10 && dirtyAt < 0; step++)
+        {
+            using var g = Grey((byte)(100 + 2 * step)); // 2 levels a frame: each frame alone is below the threshold
+            map.Update(g);
+            if (map.IsDirty(new Rect(0, 0, 320, 240))) dirtyAt = step;
+        }
+        Assert.InRange(dirtyAt, 2, 4);
+    }
+}
