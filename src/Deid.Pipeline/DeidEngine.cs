@@ -149,32 +149,24 @@ public sealed class DeidEngine : IDisposable
             var batch = Math.Max(1, faceStage.BatchSize);
 
             var (hop, waitingCapacity) = Capacities(options, info, batch);
-            var decoded = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
-            var found = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
-            var detected = Bounded<FrameWork>(Math.Min(2 * workers, 2 * hop));
-            var ordered = Bounded<FrameWork>(hop);
-            var tracked = Bounded<FrameWork>(hop);
-            var aligned = Bounded<FrameWork>(hop);
+            var front = new FaceFront(depth: Math.Min(2 * workers, 2 * hop), orderedDepth: hop);
+            var tracked = Channels.Bounded<FrameWork>(hop);
+            var aligned = Channels.Bounded<FrameWork>(hop);
             // Enough frames wait behind a batch for it to fill at one face per frame, and for the next to fill meanwhile.
-            var waiting = Bounded<FrameWork>(waitingCapacity);
-            var batches = Bounded<FaceBatch>(1);
-            var rejoined = Bounded<FrameWork>(hop);
-            var audited = Bounded<FrameWork>(hop);
-            var pasted = Bounded<FrameWork>(hop);
-            var frameChannels = new[] { decoded, found, detected, ordered, tracked, aligned, waiting, rejoined, audited, pasted };
+            var waiting = Channels.Bounded<FrameWork>(waitingCapacity);
+            var batches = Channels.Bounded<FaceBatch>(1);
+            var rejoined = Channels.Bounded<FrameWork>(hop);
+            var audited = Channels.Bounded<FrameWork>(hop);
+            var pasted = Channels.Bounded<FrameWork>(hop);
+            var frameChannels = new[] { tracked, aligned, waiting, rejoined, audited, pasted };
 
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var token = cts.Token;
             var alignStage = new AlignStage(aligner, context, tracked.Reader, aligned.Writer,
                 minFaceSide: faceStage.ReplacesIdentity ? cropSize * MinFaceFraction : 0);
             var auditOut = audit ? audited : rejoined;
-            var tasks = new List<Task>
+            var tasks = new List<Task>(front.Start(reader, finders, predictor, workers, tracker, tracked.Writer, token))
             {
-                new DecodeStage(reader, decoded.Writer).RunAsync(token),
-                new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
-                new LandmarkStage(workers, predictor, found.Reader, detected.Writer).RunAsync(token),
-                new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
-                new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
                 alignStage.RunAsync(token),
                 new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned.Reader, waiting.Writer, batches.Writer).RunAsync(token),
                 new InferenceStage(faceStage, Executor, context, stats, batches.Reader).RunAsync(token),
@@ -185,7 +177,7 @@ public sealed class DeidEngine : IDisposable
             if (audit)
                 tasks.Add(new AuditStage(faceStage, recognizer!, OnnxFaceRecognizer.SamePersonThreshold, Executor, context, batch,
                     rejoined.Reader, audited.Writer).RunAsync(token));
-            await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
+            await StageGroup.RunAsync(tasks, cts, [.. front.FrameChannels, .. frameChannels], () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
 
             writer.Complete();
             clock.Stop();
@@ -311,14 +303,6 @@ public sealed class DeidEngine : IDisposable
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException) { throw new PipelineException(e.Message, e); }
     }
-
-    private static Channel<T> Bounded<T>(int capacity) =>
-        Channel.CreateBounded<T>(new BoundedChannelOptions(Math.Max(1, capacity))
-        {
-            FullMode = BoundedChannelFullMode.Wait,
-            SingleReader = false,
-            SingleWriter = false,
-        });
 
     public static void ValidateOptions(AnonymizeOptions o)
     {

@@ -111,29 +111,21 @@ public static class Reenactor
             var workers = options.Workers;
             var batch = Math.Max(1, stage.BatchSize);
 
-            var decoded = Bounded<FrameWork>(2 * workers);
-            var found = Bounded<FrameWork>(2 * workers);
-            var detected = Bounded<FrameWork>(2 * workers);
-            var ordered = Bounded<FrameWork>(4);
-            var tracked = Bounded<FrameWork>(4);
-            var selected = Bounded<FrameWork>(4);
-            var aligned2 = Bounded<FrameWork>(4);
+            var front = new FaceFront(depth: 2 * workers, orderedDepth: 4);
+            var tracked = Channels.Bounded<FrameWork>(4);
+            var selected = Channels.Bounded<FrameWork>(4);
+            var aligned2 = Channels.Bounded<FrameWork>(4);
             var waitingCapacity = Math.Clamp(2 * batch, 8, 128);
-            var waiting = Bounded<FrameWork>(waitingCapacity);
-            var batches = Bounded<FaceBatch>(1);
-            var rejoined = Bounded<FrameWork>(4);
-            var pasted = Bounded<FrameWork>(4);
-            var frameChannels = new[] { decoded, found, detected, ordered, tracked, selected, aligned2, waiting, rejoined, pasted };
+            var waiting = Channels.Bounded<FrameWork>(waitingCapacity);
+            var batches = Channels.Bounded<FaceBatch>(1);
+            var rejoined = Channels.Bounded<FrameWork>(4);
+            var pasted = Channels.Bounded<FrameWork>(4);
+            var frameChannels = new[] { tracked, selected, aligned2, waiting, rejoined, pasted };
 
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var token = cts.Token;
-            var tasks = new List<Task>
+            var tasks = new List<Task>(front.Start(reader, finders, predictor, workers, tracker, tracked.Writer, token))
             {
-                new DecodeStage(reader, decoded.Writer).RunAsync(token),
-                new FindStage(finders.CreateForStream, decoded.Reader, found.Writer).RunAsync(token),
-                new LandmarkStage(workers, predictor, found.Reader, detected.Writer).RunAsync(token),
-                new ReorderStage(detected.Reader, ordered.Writer).RunAsync(token),
-                new TrackStage(tracker, ordered.Reader, tracked.Writer).RunAsync(token),
                 new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),
                 new AlignStage(new FfhqAligner(cropSize), context, selected.Reader, aligned2.Writer).RunAsync(token),
                 new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned2.Reader, waiting.Writer, batches.Writer).RunAsync(token),
@@ -142,7 +134,7 @@ public static class Reenactor
                 new StillPasteStage(target, options.Crop, stage, recognizer, finders, predictor, report, context, rejoined.Reader, pasted.Writer).RunAsync(token),
                 new EncodeStage(writer, record, progress, info.FrameCount, clock, pasted.Reader).RunAsync(token),
             };
-            await StageGroup.RunAsync(tasks, cts, frameChannels, () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
+            await StageGroup.RunAsync(tasks, cts, [.. front.FrameChannels, .. frameChannels], () => { while (batches.Reader.TryRead(out _)) { } }, ct).ConfigureAwait(false);
 
             // Known only now, without decoding twice: a clip with no usable driving face must not become a video of the still.
             if (report.Generated == 0)
@@ -196,6 +188,4 @@ public static class Reenactor
         return (w, h);
     }
 
-    private static Channel<T> Bounded<T>(int capacity) =>
-        Channel.CreateBounded<T>(new BoundedChannelOptions(Math.Max(1, capacity)) { FullMode = BoundedChannelFullMode.Wait });
 }

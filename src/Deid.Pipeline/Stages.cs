@@ -126,6 +126,36 @@ internal sealed class DecodeStage(VideoReader reader, ChannelWriter<FrameWork> o
 }
 
 /// <summary>
+/// The front every video pipeline shares: decode → find (frame order) → landmarks (N workers) → reorder → track,
+/// ending in the caller's tracked-frames channel. Owns the channels between its stages.
+/// </summary>
+internal sealed class FaceFront(int depth, int orderedDepth)
+{
+    private readonly Channel<FrameWork> _decoded = Channels.Bounded<FrameWork>(depth), _found = Channels.Bounded<FrameWork>(depth),
+        _detected = Channels.Bounded<FrameWork>(depth), _ordered = Channels.Bounded<FrameWork>(orderedDepth);
+
+    /// <summary>Its channels, for the stage group to drain on failure.</summary>
+    public IReadOnlyList<Channel<FrameWork>> FrameChannels => [_decoded, _found, _detected, _ordered];
+
+    public IEnumerable<Task> Start(VideoReader reader, FaceFinderFactory finders, DlibShapePredictor predictor, int workers,
+        FaceTracker tracker, ChannelWriter<FrameWork> tracked, CancellationToken token) =>
+    [
+        new DecodeStage(reader, _decoded.Writer).RunAsync(token),
+        new FindStage(finders.CreateForStream, _decoded.Reader, _found.Writer).RunAsync(token),
+        new LandmarkStage(workers, predictor, _found.Reader, _detected.Writer).RunAsync(token),
+        new ReorderStage(_detected.Reader, _ordered.Writer).RunAsync(token),
+        new TrackStage(tracker, _ordered.Reader, tracked).RunAsync(token),
+    ];
+}
+
+internal static class Channels
+{
+    /// <summary>A bounded channel whose writers wait when it is full (memory stays flat).</summary>
+    public static Channel<T> Bounded<T>(int capacity) =>
+        Channel.CreateBounded<T>(new BoundedChannelOptions(Math.Max(1, capacity)) { FullMode = BoundedChannelFullMode.Wait });
+}
+
+/// <summary>
 /// The face finder over the frames in decode order: a stream finder carries what it learnt from one frame to the
 /// next, so this stage is one loop; the landmarks after it run in parallel.
 /// </summary>
