@@ -46,7 +46,9 @@ public sealed class MotionMap : IDisposable
     {
         if (!HasReference) return true;
         var c = ToCells(scan);
-        return c.Width > 0 && c.Height > 0 && Cv2.CountNonZero(new Mat(_dirty, c)) > 0;
+        if (c.Width <= 0 || c.Height <= 0) return false;
+        using var cells = new Mat(_dirty, c);
+        return Cv2.CountNonZero(cells) > 0;
     }
 
     /// <summary>
@@ -62,7 +64,9 @@ public sealed class MotionMap : IDisposable
         foreach (var r in exclude)
         {
             var c = ToCells(r);
-            if (c.Width > 0 && c.Height > 0) mask[c].SetTo(Scalar.All(0));
+            if (c.Width <= 0 || c.Height <= 0) continue;
+            using var cells = new Mat(mask, c);
+            cells.SetTo(Scalar.All(0));
         }
         using var labels = new Mat();
         using var stats = new Mat();
@@ -83,7 +87,10 @@ public sealed class MotionMap : IDisposable
     {
         if (!HasReference) return;
         var c = ToCells(scan);
-        if (c.Width > 0 && c.Height > 0) new Mat(_current, c).CopyTo(new Mat(_reference!, c));
+        if (c.Width <= 0 || c.Height <= 0) return;
+        using var from = new Mat(_current, c);
+        using var to = new Mat(_reference!, c);
+        from.CopyTo(to);
     }
 
     /// <summary>The whole image was searched.</summary>
