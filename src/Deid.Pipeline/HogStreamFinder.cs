@@ -8,10 +8,10 @@ namespace Deid.Pipeline;
 /// not already account for. The full-frame scan (<see cref="HogFaceFinder"/>) costs about as much as decoding and
 /// encoding the frame; in a talking-head clip almost all of it re-finds the same face in the same place. Per frame:
 /// <list type="number">
-/// <item>Each face of the previous frame is searched for in a square of <see cref="TrackWindow"/>× its size around
-/// it, shrunk so the face is about <see cref="TrackFaceSide"/> px (faces from 0.9× to 1.6× its size are found
-/// there). Where that misses, the face is kept as it was if nothing under it changed (the same pixels give the same
-/// verdict), otherwise its surroundings are searched at scan resolution.</item>
+/// <item>Each face of the previous frame is kept as it was if nothing under it changed (the same pixels give the
+/// same verdict); otherwise it is searched for in a square of <see cref="TrackWindow"/>× its size around it, shrunk
+/// so the face is about <see cref="TrackFaceSide"/> px (faces from 0.9× to 1.6× its size are found there), and
+/// where that misses, its surroundings are searched at scan resolution.</item>
 /// <item>Every area that changed since it was last searched (<see cref="MotionMap"/>) outside the tracked heads is
 /// searched at scan resolution, with a margin as large as the change itself, for faces of every size: a face can
 /// only become visible where pixels change, so a face cut or walking into the picture is found in its first frame.</item>
@@ -80,9 +80,10 @@ public sealed class HogStreamFinder : IFaceFinder
         var regions = new List<Rect>();
         foreach (var p in _previous)
         {
+            // Nothing under it changed since it was last searched: the same pixels, the same face.
+            if (!_motion.IsDirty(p.ToRect())) { tracked.Add(p); continue; }
             var found = TrackSearch(image, p);
             if (found.Count > 0) tracked.AddRange(found);
-            else if (!_motion.IsDirty(p.ToRect())) tracked.Add(p);
             else regions.Add(MotionMap.Clip(p.Scale(TrackWindow).ToRect(), size));
         }
         // A changed area may hold a new face: search it with a margin of a quarter of its size for the detector's context.

@@ -10,7 +10,8 @@ namespace Deid.Pipeline;
 /// four network passes (<see cref="SsdFaceFinder.FindRaw"/>); a partial one packs what it needs as 256² tiles, four
 /// to a 512² pass:
 /// <list type="bullet">
-/// <item>each face of the previous frame, in a square of <see cref="TrackWindow"/>× its size (shrunk to the tile);</item>
+/// <item>each face of the previous frame where anything under it changed, in a square of <see cref="TrackWindow"/>×
+/// its size (shrunk to the tile; one where nothing changed is kept as it was);</item>
 /// <item>each area that changed since it was last searched (<see cref="MotionMap"/>) outside the tracked heads, at
 /// no less resolution than the full search gives it (a tile if it fits at that scale, else a pass of its own).</item>
 /// </list>
@@ -83,6 +84,8 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
         var large = new List<Rect>();   // regions needing a pass of their own
         foreach (var p in _previous)
         {
+            // Nothing under it changed since it was last searched: kept as it is below, no tile.
+            if (!_motion.IsDirty(ToMotion(new FaceBox(p.X, p.Y, p.Right, p.Bottom, 0).ToRect(), m))) continue;
             float side = Math.Min(Math.Min(width, height), TrackWindow * Math.Max(p.Width, p.Height));
             small.Add(Inside(new Rect((int)(p.X + p.Width / 2 - side / 2), (int)(p.Y + p.Height / 2 - side / 2), (int)side, (int)side), frame));
         }

@@ -175,4 +175,22 @@ public class StreamFinderTests
         var fullPasses = SsdFaceFinder.Regions(1920, 1080).Count;
         Assert.True(stream.Passes < n * fullPasses / 2, $"{stream.Passes} passes for {n} frames (full search: {n * fullPasses})");
     }
+
+    /// <summary>A picture that does not change costs the SSD no network pass between full searches, and keeps its face.</summary>
+    [Fact]
+    public void Ssd_AStillPicture_NeedsNoPassBetweenFullSearches()
+    {
+        using var net = LoadSsd();
+        var frames = SpeakerFrames(1);
+        using var still = frames[0];
+        using var stream = new SsdStreamFinder(net, new DeviceExecutor());
+        var first = Assert.Single(stream.Find(still));
+        var afterFull = stream.Passes;
+        for (var i = 1; i < SsdStreamFinder.FullScanEvery; i++)
+        {
+            var found = Assert.Single(stream.Find(still));
+            Assert.True(FaceBox.IoU(first, found) > 0.9, $"frame {i}: {found} moved away from {first}");
+        }
+        Assert.Equal(afterFull, stream.Passes);
+    }
 }
