@@ -90,12 +90,12 @@ public static class DetectorBench
             using var ssd = FaceFinderFactory.LoadSsd(null, "cpu");
             using var finder = new SsdFaceFinder(ssd, new DeviceExecutor());
             finder.FindRaw(frames[0].Image);
-            var cpu = Cpu();
+            var cpu = 1000 * CpuClock.OwnSeconds();
             var finds = frames.Select(f => finder.FindRaw(f.Image)).ToList();
-            var cpuMs = (Cpu() - cpu) / frames.Count;
-            cpu = Cpu();
+            var cpuMs = (1000 * CpuClock.OwnSeconds() - cpu) / frames.Count;
+            cpu = 1000 * CpuClock.OwnSeconds();
             var old = frames.Select(f => PerRegion(ssd, f.Image)).ToList();
-            var oldCpuMs = (Cpu() - cpu) / frames.Count;
+            var oldCpuMs = (1000 * CpuClock.OwnSeconds() - cpu) / frames.Count;
             var same = finds.Zip(old).Count(p => p.First.Count == p.Second.Count
                 && p.First.Zip(p.Second).All(q => Math.Abs(q.First.X - q.Second.X) < 1 && Math.Abs(q.First.Y - q.Second.Y) < 1
                     && Math.Abs(q.First.Width - q.Second.Width) < 1 && Math.Abs(q.First.Score - q.Second.Score) < 0.01f));
@@ -129,19 +129,6 @@ public static class DetectorBench
         return SsdFaceFinder.Combine(bgr.Width, bgr.Height, regions, perRegion);
     }
 
-    private static double Cpu() => Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
-
-    /// <summary>User + sys CPU of this process and of its waited-for children (ffmpeg), in ms; /proc/self/stat fields 14-17.</summary>
-    private static double CpuWithChildrenMs()
-    {
-        if (!File.Exists("/proc/self/stat")) return Cpu();
-        var stat = File.ReadAllText("/proc/self/stat");
-        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        // fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17, in clock ticks (USER_HZ 100 on Linux).
-        var ticks = Enumerable.Range(11, 4).Sum(i => double.Parse(fields[i], CultureInfo.InvariantCulture));
-        return ticks * 10;
-    }
-
     // The bench runs as an apphost or as `dotnet Deid.Bench.dll`; a child is started the same way.
     private static string[] SelfArgs() =>
         Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? [typeof(DetectorBench).Assembly.Location] : [];
@@ -155,7 +142,7 @@ public static class DetectorBench
         var report = Anonymizer.RunAsync(input, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur, Detector = kind }).GetAwaiter().GetResult();
         var found = report.FrameRecords.Count(f => f.Faces.Any(x => x.Handling == FaceHandling.Replaced));
         var rss = (Suites.PeakRssKb() ?? Environment.WorkingSet / 1024) / 1024.0;
-        var cpuMs = CpuWithChildrenMs() / Math.Max(1, report.Frames);
+        var cpuMs = 1000 * CpuClock.Seconds() / Math.Max(1, report.Frames);
         Console.WriteLine(ChildMarker + string.Join(' ', new[] { report.Fps, report.Frames, found, rss, cpuMs }.Select(x => x.ToString(CultureInfo.InvariantCulture))));
         return 0;
     }

@@ -134,7 +134,7 @@ public static class PipelineBench
         var output = tmp.File("blur.mp4");
         Anonymizer.RunAsync(path, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur, Output = encoder }).GetAwaiter().GetResult().Dispose();
         span = new Span();
-        var report = Anonymizer.RunAsync(path, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur, Output = encoder }).GetAwaiter().GetResult();
+        using var report = Anonymizer.RunAsync(path, output, new AnonymizeOptions { Mode = AnonymizeMode.Blur, Output = encoder }).GetAwaiter().GetResult();
         var wholeCpu = AddStage(r, suite, "whole pipeline (blur)", span, report.Frames);
         double whole = report.Frames / span.Wall;
         double ideal = Environment.ProcessorCount / (stageCpu.Values.Sum() / 1000);
@@ -254,12 +254,12 @@ public static class PipelineBench
                 using (f)
                 {
                     frames++;
-                    var t0 = ProcessCpu.Seconds();
+                    var t0 = CpuClock.OwnSeconds();
                     bool a = current.Find(f.Image).Count > 0;
-                    var t1 = ProcessCpu.Seconds();
+                    var t1 = CpuClock.OwnSeconds();
                     bool b = previous.Find(f.Image).Count > 0;
                     cpuNow += t1 - t0;
-                    cpuBefore += ProcessCpu.Seconds() - t1;
+                    cpuBefore += CpuClock.OwnSeconds() - t1;
                     if (current.Last.FullScan) full++;
                     searched += current.Last.SearchedFraction;
                     if (a) now++;
@@ -388,31 +388,6 @@ public static class PipelineBench
         p.WaitForExit();
         if (p.ExitCode != 0 && exe == "ffmpeg") throw new InvalidOperationException("ffmpeg: " + err.Result);
         return (p.ExitCode, o, err.Result);
-    }
-}
-
-/// <summary>CPU seconds of this process's threads (CLOCK_PROCESS_CPUTIME_ID, ns resolution; children not included).</summary>
-internal static class ProcessCpu
-{
-    [System.Runtime.InteropServices.DllImport("libc")]
-    private static extern int clock_gettime(int clock, out Timespec ts);
-
-    private struct Timespec { public long Sec; public long Nsec; }
-
-    public static double Seconds() => clock_gettime(2, out var ts) == 0 ? ts.Sec + ts.Nsec * 1e-9 : 0;
-}
-
-/// <summary>CPU seconds of this process: user + system, plus those of its finished (waited-for) children, e.g. ffmpeg.</summary>
-internal static class CpuClock
-{
-    private const double TicksPerSecond = 100; // USER_HZ, 100 on every Linux ABI .NET runs on
-
-    public static double Seconds()
-    {
-        var stat = File.ReadAllText("/proc/self/stat");
-        // Fields after the parenthesised command name: state is field 3; utime, stime, cutime, cstime are 14-17.
-        var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return (long.Parse(rest[11]) + long.Parse(rest[12]) + long.Parse(rest[13]) + long.Parse(rest[14])) / TicksPerSecond;
     }
 }
 

@@ -113,7 +113,7 @@ public static class FacePaster
     /// dst = warped·α + dst·(1 − α), α the warped BGRA's fourth channel (8-bit). Most of the region is either outside
     /// the head (α = 0: left alone) or well inside it (α = 255: copied); only the feathered rim is mixed.
     /// </summary>
-    public static unsafe void Blend(Mat warped, Mat dst)
+    internal static unsafe void Blend(Mat warped, Mat dst)
     {
         // Rows and Cols are calls into OpenCV: read once, not per pixel.
         int rows = dst.Rows, cols = dst.Cols;

@@ -62,12 +62,9 @@ public sealed class HogScanImage : IDisposable
     /// <summary>Frame pixels per scan pixel.</summary>
     public double Sx { get; }
     public double Sy { get; }
-    /// <summary>The frame's size, which the scan image's follows.</summary>
-    public Size Frame { get; }
 
     public HogScanImage(Mat bgr)
     {
-        Frame = bgr.Size();
         int longSide = Math.Max(bgr.Width, bgr.Height);
         var pad = (int)Math.Round(HogFaceFinder.EdgePadFraction * longSide);
         double scale = Math.Min(1.0, (double)HogFaceFinder.MaxScanSide / (longSide + 2 * pad));

@@ -46,7 +46,6 @@ public sealed class HogStreamFinder : IFaceFinder
     private readonly DlibFaceDetector _detector = new(maxSide: int.MaxValue);
     private readonly MotionMap _motion = new();
     private List<FaceBox> _previous = [];   // the last frame's faces, scan coordinates
-    private Size _scanSize;
     private long _frame = -1;
 
     /// <summary>How the last frame was searched (for the bench and tests).</summary>
@@ -57,8 +56,7 @@ public sealed class HogStreamFinder : IFaceFinder
         _frame++;
         using var scan = new HogScanImage(bgr);
         var image = scan.Image;
-        var size = image.Size();
-        if (size != _scanSize) { _previous = []; _scanSize = size; }
+        // A new scan size leaves the map without a reference, so the frame is scanned in full and _previous replaced.
         _motion.Update(image);
 
         var faces = _frame % FullScanEvery == 0 || !_motion.HasReference ? null : SearchPartially(image);
@@ -66,7 +64,7 @@ public sealed class HogStreamFinder : IFaceFinder
         {
             faces = _detector.Detect(image).ToList();
             _motion.SearchedAll();
-            Last = new StreamScanStats(true, 1.0, 0);
+            Last = new StreamScanStats(true, 1.0);
         }
         _previous = faces;
         return faces.Select(scan.ToFrame).ToList();
@@ -88,7 +86,7 @@ public sealed class HogStreamFinder : IFaceFinder
         }
         // A changed area may hold a new face: search it with a margin of a quarter of its size for the detector's context.
         regions.AddRange(_motion.DirtyRegions(tracked.Select(HeadZone),
-            r => Math.Max(24, Math.Max(r.Width, r.Height) / 4), size, minCells: 4));
+            r => Math.Max(24, Math.Max(r.Width, r.Height) / 4), minCells: 4));
         regions = MotionMap.Cluster(regions);
         long area = regions.Sum(r => (long)r.Width * r.Height);
         double fraction = (double)area / ((long)size.Width * size.Height);
@@ -105,7 +103,7 @@ public sealed class HogStreamFinder : IFaceFinder
                 fresh.Add(b with { Left = b.Left + region.X, Right = b.Right + region.X, Top = b.Top + region.Y, Bottom = b.Bottom + region.Y });
             _motion.Searched(region);
         }
-        Last = new StreamScanStats(false, fraction, _previous.Count);
+        Last = new StreamScanStats(false, fraction);
         // Finds at scan resolution first: they are the finer boxes where a face was found both ways.
         var kept = new List<FaceBox>();
         foreach (var f in fresh.OrderByDescending(f => f.Score).Concat(tracked.OrderByDescending(f => f.Score)))
@@ -137,7 +135,8 @@ public sealed class HogStreamFinder : IFaceFinder
             .ToList();
     }
 
-    private static Rect HeadZone(FaceBox t)
+    /// <summary>The head zone (<see cref="HeadZoneWidth"/>) of a face box, in its coordinates.</summary>
+    internal static Rect HeadZone(FaceBox t)
     {
         float hw = t.Width * HeadZoneWidth / 2;
         return new FaceBox(t.CenterX - hw, t.Top - HeadZoneAbove * t.Height, t.CenterX + hw, t.Bottom + HeadZoneBelow * t.Height, 0).ToRect();
@@ -157,4 +156,4 @@ public sealed class HogStreamFinder : IFaceFinder
 }
 
 /// <summary>How a stream finder searched one frame: a full scan, or partial searches over this fraction of it.</summary>
-public readonly record struct StreamScanStats(bool FullScan, double SearchedFraction, int Tracked);
+public readonly record struct StreamScanStats(bool FullScan, double SearchedFraction);

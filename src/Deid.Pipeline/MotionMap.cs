@@ -21,6 +21,8 @@ public sealed class MotionMap : IDisposable
     public const double Threshold = 6;
 
     private Mat? _reference;
+    private Size _referenceImage;  // the scan image size the reference was taken from
+    private Size _image;           // this frame's
     private readonly Mat _current = new();
     private readonly Mat _diff = new();
     private readonly Mat _dirty = new();
@@ -28,14 +30,13 @@ public sealed class MotionMap : IDisposable
     /// <summary>False until a first search, and again after the scan image changed size.</summary>
     public bool HasReference { get; private set; }
 
-    public Size Cells => _current.Size();
-
     /// <summary>Takes this frame's scan image (8-bit grey) and marks the cells that changed since last searched.</summary>
     public void Update(Mat grey)
     {
+        _image = grey.Size();
         var cells = new Size((grey.Width + Cell - 1) / Cell, (grey.Height + Cell - 1) / Cell);
         Cv2.Resize(grey, _current, cells, 0, 0, InterpolationFlags.Area);
-        HasReference = _reference != null && _reference.Size() == cells;
+        HasReference = _reference != null && _referenceImage == _image;
         if (!HasReference) return;
         Cv2.Absdiff(_current, _reference!, _diff);
         Cv2.Threshold(_diff, _dirty, Threshold, 255, ThresholdTypes.Binary);
@@ -53,13 +54,13 @@ public sealed class MotionMap : IDisposable
 
     /// <summary>
     /// Bounding rectangles (scan pixels) of the changed areas outside <paramref name="exclude"/>, each grown by
-    /// <paramref name="margin"/>(its own size) on every side, clipped to the image. Components smaller than
+    /// <paramref name="margin"/>(its own size) on every side, clipped to this frame's image. Components smaller than
     /// <paramref name="minCells"/> cells are noise, not a face.
     /// </summary>
-    public List<Rect> DirtyRegions(IEnumerable<Rect> exclude, Func<Rect, int> margin, Size image, int minCells = 2)
+    public List<Rect> DirtyRegions(IEnumerable<Rect> exclude, Func<Rect, int> margin, int minCells = 2)
     {
         var result = new List<Rect>();
-        if (!HasReference) { result.Add(new Rect(0, 0, image.Width, image.Height)); return result; }
+        if (!HasReference) { result.Add(new Rect(0, 0, _image.Width, _image.Height)); return result; }
         using var mask = _dirty.Clone();
         foreach (var r in exclude)
         {
@@ -77,7 +78,7 @@ public sealed class MotionMap : IDisposable
             if (stats.At<int>(i, (int)ConnectedComponentsTypes.Area) < minCells) continue;
             var r = new Rect(stats.At<int>(i, 0) * Cell, stats.At<int>(i, 1) * Cell, stats.At<int>(i, 2) * Cell, stats.At<int>(i, 3) * Cell);
             var m = margin(r);
-            result.Add(Clip(new Rect(r.X - m, r.Y - m, r.Width + 2 * m, r.Height + 2 * m), image));
+            result.Add(Clip(new Rect(r.X - m, r.Y - m, r.Width + 2 * m, r.Height + 2 * m), _image));
         }
         return result;
     }
@@ -98,6 +99,7 @@ public sealed class MotionMap : IDisposable
     {
         _reference ??= new Mat();
         _current.CopyTo(_reference);
+        _referenceImage = _image;
         HasReference = true;
     }
 

@@ -107,9 +107,10 @@ public sealed class SsdFaceFinder(SsdMobilenetv1 net, DeviceExecutor device, flo
         foreach (var f in faces.OrderByDescending(f => f.Score))
             if (!kept.Any(k => FaceBox.IoU(Box(k), Box(f)) >= MergeIoU)) kept.Add(f);
         return kept;
-
-        static FaceBox Box(SsdFace f) => new(f.X, f.Y, f.Right, f.Bottom, f.Score);
     }
+
+    /// <summary>An SSD find as a box in the network's own framing (no dlib mapping: for overlaps and regions).</summary>
+    internal static FaceBox Box(SsdFace f) => new(f.X, f.Y, f.Right, f.Bottom, f.Score);
 
     /// <summary>The network over regions of a frame, each alone in its 512² input; boxes in each region's pixels.</summary>
     private List<SsdFace>[] Search(Mat frame, IReadOnlyList<Rect> regions) =>

@@ -32,7 +32,7 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
     private readonly SsdFaceFinder _ssd = new(net, device, minConfidence);
     private readonly MotionMap _motion = new();
     private List<SsdFace> _previous = [];
-    private Size _frameSize, _motionSize;
+    private Size _frameSize;
     private long _frame = -1;
 
     /// <summary>How the last frame was searched.</summary>
@@ -56,7 +56,6 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
             Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
             Cv2.Resize(grey, small, new Size(Math.Max(1, (int)Math.Round(size.Width * m)), Math.Max(1, (int)Math.Round(size.Height * m))), 0, 0, InterpolationFlags.Area);
             _motion.Update(small);
-            _motionSize = small.Size();
         }
 
         var faces = _frame % FullScanEvery == 0 || !_motion.HasReference ? null : SearchPartially(bgr, m);
@@ -65,7 +64,7 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
             faces = _ssd.FindRaw(bgr).ToList();
             _motion.SearchedAll();
             Passes += SsdFaceFinder.Regions(size.Width, size.Height).Count;
-            Last = new StreamScanStats(true, 1.0, _previous.Count);
+            Last = new StreamScanStats(true, 1.0);
         }
         _previous = faces;
         return faces;
@@ -85,12 +84,12 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
         foreach (var p in _previous)
         {
             // Nothing under it changed since it was last searched: kept as it is below, no tile.
-            if (!_motion.IsDirty(ToMotion(new FaceBox(p.X, p.Y, p.Right, p.Bottom, 0).ToRect(), m))) continue;
+            if (!_motion.IsDirty(ToMotion(SsdFaceFinder.Box(p).ToRect(), m))) continue;
             float side = Math.Min(Math.Min(width, height), TrackWindow * Math.Max(p.Width, p.Height));
             small.Add(Inside(new Rect((int)(p.X + p.Width / 2 - side / 2), (int)(p.Y + p.Height / 2 - side / 2), (int)side, (int)side), frame));
         }
-        var exclude = _previous.Select(p => ToMotion(HeadZone(p), m));
-        var dirty = _motion.DirtyRegions(exclude, r => Math.Max(8, Math.Max(r.Width, r.Height) / 4), _motionSize, minCells: 4)
+        var exclude = _previous.Select(p => ToMotion(HogStreamFinder.HeadZone(SsdFaceFinder.Box(p)), m));
+        var dirty = _motion.DirtyRegions(exclude, r => Math.Max(8, Math.Max(r.Width, r.Height) / 4), minCells: 4)
             .Select(r => MotionMap.Clip(new Rect((int)(r.X / m), (int)(r.Y / m), (int)Math.Ceiling(r.Width / m), (int)Math.Ceiling(r.Height / m)), frame.Size))
             .Where(r => r.Width > 0 && r.Height > 0).ToList();
         // Fewest tiles: changed areas joined while their union still fits a tile at the full search's scale.
@@ -117,22 +116,15 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
 
         foreach (var p in _previous)
         {
-            var box = new FaceBox(p.X, p.Y, p.Right, p.Bottom, p.Score);
-            if (found.Any(f => FaceBox.IoU(box, new FaceBox(f.X, f.Y, f.Right, f.Bottom, f.Score)) >= 0.2f)) continue;
+            var box = SsdFaceFinder.Box(p);
+            if (found.Any(f => FaceBox.IoU(box, SsdFaceFinder.Box(f)) >= 0.2f)) continue;
             // Not found again: kept where nothing under it changed, else the frame is searched in full.
             if (_motion.IsDirty(ToMotion(box.ToRect(), m))) return null;
             found.Add(p);
         }
         foreach (var r in dirty) _motion.Searched(ToMotion(r, m));
-        Last = new StreamScanStats(false, (double)passes / fullPasses, _previous.Count);
+        Last = new StreamScanStats(false, (double)passes / fullPasses);
         return SsdFaceFinder.Merge(found);
-    }
-
-    /// <summary>The head zone of <see cref="HogStreamFinder"/>, for an SSD box.</summary>
-    private static Rect HeadZone(SsdFace p)
-    {
-        float hw = p.Width * HogStreamFinder.HeadZoneWidth / 2, cx = p.X + p.Width / 2;
-        return new FaceBox(cx - hw, p.Y - HogStreamFinder.HeadZoneAbove * p.Height, cx + hw, p.Bottom + HogStreamFinder.HeadZoneBelow * p.Height, 0).ToRect();
     }
 
     private static Rect ToMotion(Rect r, double m) =>

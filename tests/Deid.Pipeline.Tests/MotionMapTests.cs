@@ -15,7 +15,7 @@ public class MotionMapTests
         map.Update(g);
         Assert.False(map.HasReference);
         Assert.True(map.IsDirty(new Rect(0, 0, 8, 8)));
-        Assert.Equal([new Rect(0, 0, 320, 240)], map.DirtyRegions([], _ => 0, g.Size()));
+        Assert.Equal([new Rect(0, 0, 320, 240)], map.DirtyRegions([], _ => 0));
     }
 
     [Fact]
@@ -30,10 +30,10 @@ public class MotionMapTests
         map.Update(b);
         Assert.True(map.IsDirty(new Rect(210, 50, 10, 10)));
         Assert.False(map.IsDirty(new Rect(0, 0, 100, 100)));
-        var region = Assert.Single(map.DirtyRegions([], _ => 0, b.Size()));
+        var region = Assert.Single(map.DirtyRegions([], _ => 0));
         Assert.True(region.Contains(new Rect(200, 40, 60, 60)), $"{region}");
         // Inside an excluded area (a tracked head) a change is not a region to search.
-        Assert.Empty(map.DirtyRegions([new Rect(180, 20, 100, 100)], _ => 0, b.Size()));
+        Assert.Empty(map.DirtyRegions([new Rect(180, 20, 100, 100)], _ => 0));
 
         map.Searched(region);
         map.Update(b);
