@@ -30,8 +30,16 @@ public sealed unsafe class DlibShapePredictor : IDisposable
         return SystemPath;
     }
 
-    /// <summary>Loads the model (about 100 MB; do it once and share the instance).</summary>
-    public static DlibShapePredictor Load(string? path = null)
+    /// <summary>
+    /// Loads the model (about 65 MB in memory; do it once and share the instance). The shim evaluates dlib's trees
+    /// from a flat copy of them, with dlib's landmarks bit for bit (see flat_shape_predictor in the shim).
+    /// </summary>
+    public static DlibShapePredictor Load(string? path = null) => Load(path, dlibReference: false);
+
+    /// <summary>dlib's own shape_predictor on the same file: the reference the parity test holds the flat one to.</summary>
+    internal static DlibShapePredictor LoadDlibReference(string path) => Load(path, dlibReference: true);
+
+    private static DlibShapePredictor Load(string? path, bool dlibReference)
     {
         path = System.IO.Path.GetFullPath(path ?? DefaultPath());
         if (!File.Exists(path))
@@ -39,7 +47,7 @@ public sealed unsafe class DlibShapePredictor : IDisposable
                 $"dlib 68-point model not found at {path}; install Debian's libdlib-data or run `deid models fetch`", path);
         Deid.Models.ModelStore.CheckBeforeLoad(path);
         Native.EnsureLoaded();
-        var handle = Native.deid_predictor_load(path);
+        var handle = Native.deid_predictor_load(path, dlibReference ? 1 : 0);
         if (handle.IsInvalid)
         {
             handle.Dispose();

@@ -93,7 +93,7 @@ internal static unsafe partial class Native
         int upsample, double adjustThreshold, double* output, int maxFaces);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
-    internal static partial PredictorHandle deid_predictor_load(string path);
+    internal static partial PredictorHandle deid_predictor_load(string path, int reference);
 
     [LibraryImport(Lib)]
     internal static partial void deid_predictor_free(IntPtr predictor);

@@ -141,6 +141,39 @@ public class LandmarkTests
         }
     }
 
+    /// <summary>
+    /// The shim's flat copy of the trees gives dlib's own landmarks exactly: on detected faces of several clips and
+    /// photos, on boxes shifted and grown off them, and on boxes reaching over the image edge (pixels outside read 0).
+    /// </summary>
+    [Fact]
+    public void FlatTreesGiveDlibsOwnLandmarks_BitForBit()
+    {
+        var predictor = TestMedia.Predictor;
+        using var reference = DlibShapePredictor.LoadDlibReference(TestPaths.DlibPredictor);
+        var files = TestMedia.Frames("talk_d3.mp4", 4, 40).Concat(TestMedia.Frames("talk_1080p.mp4", 3, 50))
+            .Concat(TestMedia.Frames("wide_s13.mp4", 3, 40)).Concat(TestMedia.Photos).ToArray();
+        using var det = new DlibFaceDetector();
+        int boxes = 0;
+        foreach (var file in files)
+        {
+            using var img = TestMedia.Read(file);
+            var found = det.Detect(img);
+            var all = found.SelectMany(b => new[]
+            {
+                b,
+                b with { Left = b.Left + b.Width / 3, Right = b.Right + b.Width / 3, Top = b.Top - b.Height / 4, Bottom = b.Bottom - b.Height / 4 },
+                b.Scale(1.7f),
+                b.Scale(0.6f),
+            }).Append(new FaceBox(-50, -40, 120, 150, 0)).Append(new FaceBox(img.Width - 100, img.Height - 90, img.Width + 60, img.Height + 80, 0));
+            foreach (var box in all)
+            {
+                Assert.Equal(reference.Predict(img, box).Points, predictor.Predict(img, box).Points);
+                boxes++;
+            }
+        }
+        Assert.True(boxes > 40, $"only {boxes} boxes compared");
+    }
+
     [Fact]
     public void MissingModelFileIsAClearError()
     {

@@ -1,11 +1,20 @@
-// Minimal C ABI over Debian's dlib for Deid: HOG face detection and the 68-point shape predictor.
+// Minimal C ABI over Debian's dlib for Deid: HOG face detection and the 68-point shape predictor (run on dlib's own
+// model file, with the trees laid out flat: see flat_shape_predictor).
 // Everything is exception-safe at the boundary: a C++ exception becomes a negative return code and a
 // message retrievable with deid_last_error() (per thread).
 #include <dlib/image_processing.h>
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
+#include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace {
 thread_local std::string g_error;
@@ -32,6 +41,255 @@ namespace dlib {
 template <> struct image_traits<deid::gray_view> { typedef unsigned char pixel_type; };
 }  // namespace dlib
 
+namespace deid {
+// dlib's serialization primitives read from a file in memory, as serialize.h writes them: an integer is a control
+// byte (bit 7: negative, for signed types; low 4 bits: byte count) and that many bytes little-endian; a float is a
+// float_details, mantissa (int64) and exponent (int16), made back into a float as dlib does. Parsing the model this
+// way takes a small part of the time dlib's istream-based deserialize takes over its 16 million floats.
+class memory_reader {
+public:
+    // A file in dlib's older text format for floats: the stream_reader, which dlib's own code backs, reads those.
+    struct old_format : dlib::serialization_error { old_format() : dlib::serialization_error("old float format") {} };
+
+    memory_reader(const unsigned char* data, size_t size) : p_(data), end_(data + size) {}
+
+    template <typename T>
+    T integer() {
+        static_assert(std::is_integral<T>::value && sizeof(T) <= 8, "dlib packs integers of up to 8 bytes");
+        if (p_ == end_) truncated();
+        const unsigned char control = *p_++;
+        const bool negative = std::is_signed<T>::value && (control & 0x80);
+        const unsigned size = std::is_signed<T>::value ? (control & 0x0F) : (control & 0x8F);
+        if (size == 0 || size > sizeof(T)) throw dlib::serialization_error("Error deserializing an integer");
+        if ((size_t)(end_ - p_) < size) truncated();
+        uint64_t v = 0;
+        for (unsigned i = size; i-- > 0;) v = (v << 8) | p_[i];
+        p_ += size;
+        T item = (T)v;
+        return negative ? (T)(item * (T)-1) : item;
+    }
+
+    float real() {
+        if (p_ == end_) truncated();
+        if ((*p_ & 0x70) != 0) throw old_format();
+        const auto mantissa = integer<int64_t>();
+        const auto exponent = integer<int16_t>();
+        if (exponent >= -126 && exponent <= 127) {
+            // A product with an exact power of two rounds once, as ldexp does: the same float, without a libm call.
+            const uint32_t bits = (uint32_t)(exponent + 127) << 23;
+            float scale;
+            std::memcpy(&scale, &bits, sizeof scale);
+            return (float)mantissa * scale;
+        }
+        if (exponent < dlib::float_details::is_inf) return std::ldexp((float)mantissa, exponent);
+        if (exponent == dlib::float_details::is_inf) return std::numeric_limits<float>::infinity();
+        if (exponent == dlib::float_details::is_ninf) return -std::numeric_limits<float>::infinity();
+        return std::numeric_limits<float>::quiet_NaN();
+    }
+
+private:
+    [[noreturn]] static void truncated() { throw dlib::serialization_error("the file ends too early"); }
+    const unsigned char* p_;
+    const unsigned char* end_;
+};
+
+// The same primitives through dlib's own deserialize on a stream: every format dlib reads, at dlib's pace.
+class stream_reader {
+public:
+    explicit stream_reader(std::istream& in) : in_(in) {}
+    template <typename T> T integer() { T v; dlib::deserialize(v, in_); return v; }
+    float real() { float v; dlib::deserialize(v, in_); return v; }
+private:
+    std::istream& in_;
+};
+
+// dlib's shape_predictor (a cascade of regression-tree forests, Kazemi & Sullivan 2014) read from dlib's own model
+// file and evaluated exactly as dlib does, with the same float operations in the same order, so it returns dlib's
+// landmarks bit for bit. What differs is where the trees live. dlib keeps each tree's nodes and every leaf (136
+// floats for 68 points) in separate heap blocks, and evaluates tree after tree. Finding a leaf and adding it then
+// wait on one cache miss after another: at 7500 trees a face, that was most of the predictor's time. Here each
+// cascade's nodes and leaves lie in two flat arrays. Within a cascade every tree reads the same sampled pixels, so
+// all its leaves are found first, then summed in tree order with the next ones prefetched.
+class flat_shape_predictor {
+public:
+    // Reads dlib's serialization of a shape_predictor (version 1) through a reader of its primitives
+    // (memory_reader or stream_reader below).
+    template <typename reader>
+    flat_shape_predictor(reader& in, size_t file_bytes) {
+        const size_t floats_at_most = file_bytes / 2;
+        const int version = in.template integer<int>();
+        if (version != 1) throw dlib::serialization_error("unexpected dlib::shape_predictor version " + std::to_string(version));
+        const long dims = column(in, initial_shape_);
+        if (dims <= 0 || dims % 2 != 0) throw dlib::serialization_error("bad initial shape");
+        // forests: std::vector<std::vector<impl::regression_tree>>, read tree by tree into the flat layout.
+        const unsigned long num_cascades = count(in, 1000, "cascades");
+        cascades_.resize(num_cascades);
+        // Leaves go straight into one block: no float takes less than 2 bytes of the file (4 in the binary format, "0 " in
+        // the old text one), which bounds their count; the pages past the last leaf are given back below.
+        arena_ = huge_block(floats_at_most);
+        size_t used = 0;
+        std::vector<size_t> first(num_cascades);  // each cascade's first leaf float in the block
+        std::vector<unsigned long> max_pixel(num_cascades, 0);  // the highest pixel index a split reads, per cascade
+        for (unsigned long ci = 0; ci < num_cascades; ++ci) {
+            auto& c = cascades_[ci];
+            first[ci] = used;
+            const unsigned long num_trees = count(in, 100000, "trees");
+            c.trees.reserve(num_trees);
+            for (unsigned long t = 0; t < num_trees; ++t) {
+                // regression_tree: splits (idx1, idx2, thresh each), then leaf_values.
+                const unsigned long n = count(in, 1u << 20, "splits");
+                c.trees.push_back({(uint32_t)c.splits.size(), (uint32_t)n, (used - first[ci]) / (size_t)dims});
+                for (unsigned long k = 0; k < n; ++k) {
+                    const auto idx1 = in.template integer<unsigned long>(), idx2 = in.template integer<unsigned long>();
+                    const float thresh = in.real();
+                    max_pixel[ci] = std::max({max_pixel[ci], idx1, idx2});
+                    c.splits.push_back({(uint32_t)std::min(idx1, 0xffffffffUL), (uint32_t)std::min(idx2, 0xffffffffUL), thresh});
+                }
+                // A full tree (what dlib's trainer writes and its evaluation assumes): every path ends in a leaf.
+                if (count(in, 1u << 21, "leaves") != n + 1 || ((n + 1) & n) != 0)
+                    throw dlib::serialization_error("a regression tree is not full");
+                for (unsigned long k = 0; k <= n; ++k) {
+                    if (leaf_length(in) != dims) throw dlib::serialization_error("a leaf does not match the shape");
+                    if (used + dims > floats_at_most) throw dlib::serialization_error("more leaves than the file can hold");
+                    for (long r = 0; r < dims; ++r) arena_.data[used++] = in.real();
+                }
+            }
+            c.splits.shrink_to_fit();
+        }
+        // anchor_idx: std::vector<std::vector<unsigned long>>, then deltas: std::vector<std::vector<vector<float,2>>>.
+        if (count(in, num_cascades, "anchor lists") != num_cascades) throw dlib::serialization_error("cascade counts disagree");
+        for (auto& c : cascades_) {
+            c.anchor_idx.resize(count(in, 1u << 20, "anchors"));
+            for (auto& a : c.anchor_idx)
+                if ((a = in.template integer<unsigned long>()) >= (unsigned long)(dims / 2))
+                    throw dlib::serialization_error("a pixel anchor is out of range");
+        }
+        if (count(in, num_cascades, "delta lists") != num_cascades) throw dlib::serialization_error("cascade counts disagree");
+        for (unsigned long ci = 0; ci < num_cascades; ++ci) {
+            auto& c = cascades_[ci];
+            c.deltas.resize(count(in, 1u << 20, "deltas"));
+            for (auto& d : c.deltas) { d.x() = in.real(); d.y() = in.real(); }
+            if (c.anchor_idx.size() != c.deltas.size()) throw dlib::serialization_error("pixel counts disagree");
+            // Every split reads two of the cascade's sampled pixels: out of range would read past them.
+            if (!c.splits.empty() && max_pixel[ci] >= c.deltas.size())
+                throw dlib::serialization_error("a split reads a pixel that is not sampled");
+        }
+        for (unsigned long ci = 0; ci < num_cascades; ++ci) cascades_[ci].leaves = arena_.data + first[ci];
+        arena_.trim(used);
+    }
+
+    unsigned long num_parts() const { return initial_shape_.size() / 2; }
+
+    // dlib::shape_predictor::operator()(img, rect), the parts only.
+    template <typename image_type>
+    void predict(const image_type& img, const dlib::rectangle& rect, std::vector<dlib::point>& parts) const {
+        using namespace dlib::impl;
+        dlib::matrix<float, 0, 1> current_shape = initial_shape_;
+        const long dims = current_shape.size();
+        std::vector<float> pixels;
+        std::vector<const float*> chosen;
+        for (const auto& c : cascades_) {
+            extract_feature_pixel_values(img, rect, current_shape, initial_shape_, c.anchor_idx, c.deltas, pixels);
+            chosen.resize(c.trees.size());
+            for (size_t t = 0; t < c.trees.size(); ++t) {
+                const auto& tr = c.trees[t];
+                const split* s = c.splits.data() + tr.first_split;
+                uint32_t i = 0;
+                while (i < tr.num_splits)
+                    i = (pixels[s[i].idx1] - pixels[s[i].idx2] > s[i].thresh) ? 2 * i + 1 : 2 * i + 2;
+                chosen[t] = c.leaves + (tr.first_leaf + (i - tr.num_splits)) * (size_t)dims;
+            }
+            float* shape = &current_shape(0);
+            constexpr size_t ahead = 8;  // leaves ahead, fetched into L2 (more of them can be in flight there than into L1)
+            for (size_t t = 0; t < chosen.size(); ++t) {
+                if (t + ahead < chosen.size()) {
+                    const char* next = reinterpret_cast<const char*>(chosen[t + ahead]);
+                    for (long b = 0; b < dims * (long)sizeof(float); b += 64) __builtin_prefetch(next + b, 0, 2);
+                }
+                const float* leaf = chosen[t];
+                for (long k = 0; k < dims; ++k) shape[k] += leaf[k];
+            }
+        }
+        const dlib::point_transform_affine tform_to_img = unnormalizing_tform(rect);
+        parts.resize(num_parts());
+        for (unsigned long i = 0; i < parts.size(); ++i) parts[i] = tform_to_img(location(current_shape, i));
+    }
+
+private:
+    // A std::vector's length, bounded so a damaged file fails here instead of asking for any amount of memory.
+    template <typename reader>
+    static unsigned long count(reader& in, unsigned long most, const char* what) {
+        const auto n = in.template integer<unsigned long>();
+        if (n > most) throw dlib::serialization_error(std::string("implausible number of ") + what);
+        return n;
+    }
+
+    // A dlib::matrix<float,0,1> (rows and columns negated in dlib's newer format): its length.
+    template <typename reader>
+    static long column(reader& in, dlib::matrix<float, 0, 1>& m) {
+        const long nr = leaf_length(in);
+        if (nr < 0 || nr > (1 << 20)) throw dlib::serialization_error("a shape vector has the wrong size");
+        m.set_size(nr);
+        for (long r = 0; r < nr; ++r) m(r) = in.real();
+        return nr;
+    }
+
+    // The length of a dlib::matrix<float,0,1> whose floats follow.
+    template <typename reader>
+    static long leaf_length(reader& in) {
+        long nr = in.template integer<long>(), nc = in.template integer<long>();
+        if (nr < 0 || nc < 0) { nr = -nr; nc = -nc; }
+        return nc == 1 ? nr : -1;
+    }
+
+    struct split { uint32_t idx1, idx2; float thresh; };
+    struct tree_ref { uint32_t first_split, num_splits; size_t first_leaf; };
+    struct cascade {
+        std::vector<split> splits;     // every tree's nodes, tree after tree, breadth first as dlib stores them
+        std::vector<tree_ref> trees;
+        const float* leaves = nullptr; // every tree's leaves, dims floats each (in arena_)
+        std::vector<unsigned long> anchor_idx;
+        std::vector<dlib::vector<float, 2>> deltas;
+    };
+    // Floats in a block of whole 2 MB pages, advised to the kernel as huge-page memory.
+    struct huge_block {
+        float* data = nullptr;
+        size_t bytes = 0;
+        huge_block() = default;
+        explicit huge_block(size_t floats) {
+            constexpr size_t page = 2u << 20;
+            bytes = std::max<size_t>(page, (floats * sizeof(float) + page - 1) / page * page);
+            // mmap aligns to 4 KB only: map one page more and give back the unaligned ends.
+            void* raw = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (raw == MAP_FAILED) throw std::bad_alloc();
+            auto start = reinterpret_cast<uintptr_t>(raw), aligned = (start + page - 1) / page * page;
+            if (aligned > start) munmap(raw, aligned - start);
+            if (aligned + bytes < start + bytes + page) munmap(reinterpret_cast<void*>(aligned + bytes), start + page - aligned);
+            data = reinterpret_cast<float*>(aligned);
+            madvise(data, bytes, MADV_HUGEPAGE);  // advice only: without it the block still works with small pages
+        }
+        // Gives back the whole pages past the first `floats`.
+        void trim(size_t floats) {
+            constexpr size_t page = 2u << 20;
+            const size_t keep = std::max<size_t>(page, (floats * sizeof(float) + page - 1) / page * page);
+            if (keep < bytes) { munmap(reinterpret_cast<char*>(data) + keep, bytes - keep); bytes = keep; }
+        }
+        huge_block(const huge_block&) = delete;
+        huge_block& operator=(huge_block&& o) noexcept { std::swap(data, o.data); std::swap(bytes, o.bytes); return *this; }
+        ~huge_block() { if (data) munmap(data, bytes); }
+    };
+    dlib::matrix<float, 0, 1> initial_shape_;
+    std::vector<cascade> cascades_;
+    huge_block arena_;
+};
+
+// A loaded predictor: the flat one, or (for the parity test) dlib's own.
+struct predictor {
+    std::unique_ptr<flat_shape_predictor> flat;
+    std::unique_ptr<dlib::shape_predictor> reference;
+};
+}  // namespace deid
+
 namespace {
 using deid::gray_view;
 
@@ -55,6 +313,18 @@ void to_gray(const unsigned char* data, int width, int height, int stride, int c
 }
 }  // namespace
 
+// dlib's built-in frontal face detector as get_frontal_face_detector() would decode it from its compressed string
+// (most of a second of CPU per call), serialized at build time by frontal_face_detector_dump.cpp and embedded here.
+extern "C" const unsigned char deid_frontal_face_detector[], deid_frontal_face_detector_end[];
+asm(".section .rodata\n"
+    ".balign 16\n"
+    ".globl deid_frontal_face_detector\n.hidden deid_frontal_face_detector\n"
+    ".globl deid_frontal_face_detector_end\n.hidden deid_frontal_face_detector_end\n"
+    "deid_frontal_face_detector:\n"
+    ".incbin \"" DEID_DETECTOR_FILE "\"\n"
+    "deid_frontal_face_detector_end:\n"
+    ".previous\n");
+
 #define DEID_API __attribute__((visibility("default")))
 extern "C" {
 
@@ -76,7 +346,17 @@ DEID_API const char* deid_simd() {
 }
 
 DEID_API void* deid_detector_new() {
-    try { return new dlib::frontal_face_detector(dlib::get_frontal_face_detector()); }
+    try {
+        // Read once per process, copied per caller: a detector keeps per-image state while it scans.
+        static const dlib::frontal_face_detector prototype = [] {
+            std::istringstream in(std::string(reinterpret_cast<const char*>(deid_frontal_face_detector),
+                                              (size_t)(deid_frontal_face_detector_end - deid_frontal_face_detector)));
+            dlib::frontal_face_detector d;
+            dlib::deserialize(d, in);
+            return d;
+        }();
+        return new dlib::frontal_face_detector(prototype);
+    }
     catch (const std::exception& e) { fail(e); return nullptr; }
 }
 
@@ -110,36 +390,77 @@ DEID_API int deid_detect(void* detector, const unsigned char* data, int width, i
     } catch (const std::exception& e) { return fail(e); }
 }
 
-DEID_API void* deid_predictor_load(const char* path) {
+// The file mapped and parsed in memory; a model with floats in dlib's older text format through dlib's stream code.
+std::unique_ptr<deid::flat_shape_predictor> load_flat(const char* path) {
+    struct mapping {
+        void* data = MAP_FAILED;
+        size_t size = 0;
+        ~mapping() { if (data != MAP_FAILED) munmap(data, size); }
+    } file;
+    {
+        const int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) throw dlib::serialization_error(std::string("Unable to open ") + path + " for reading.");
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_size > 0) {
+            file.size = (size_t)st.st_size;
+            file.data = mmap(nullptr, file.size, PROT_READ, MAP_PRIVATE, fd, 0);
+        }
+        close(fd);
+        if (file.data == MAP_FAILED) throw dlib::serialization_error(std::string("Unable to read ") + path);
+    }
+    madvise(file.data, file.size, MADV_SEQUENTIAL);
     try {
-        auto* sp = new dlib::shape_predictor();
-        dlib::deserialize(path) >> *sp;
-        return sp;
+        deid::memory_reader in(static_cast<const unsigned char*>(file.data), file.size);
+        return std::make_unique<deid::flat_shape_predictor>(in, file.size);
+    } catch (const deid::memory_reader::old_format&) {
+        std::ifstream stream(path, std::ios::binary);
+        deid::stream_reader in(stream);
+        return std::make_unique<deid::flat_shape_predictor>(in, file.size);
+    }
+}
+
+// reference != 0 loads dlib's own shape_predictor instead (the parity test compares the two).
+DEID_API void* deid_predictor_load(const char* path, int reference) {
+    try {
+        auto p = std::make_unique<deid::predictor>();
+        if (reference) {
+            p->reference = std::make_unique<dlib::shape_predictor>();
+            dlib::deserialize(path) >> *p->reference;
+        } else {
+            p->flat = load_flat(path);
+        }
+        return p.release();
     } catch (const std::exception& e) { fail(e); return nullptr; }
 }
 
-DEID_API void deid_predictor_free(void* predictor) { delete static_cast<dlib::shape_predictor*>(predictor); }
+DEID_API void deid_predictor_free(void* predictor) { delete static_cast<deid::predictor*>(predictor); }
 
 // The predictor is immutable after loading, so concurrent calls on one instance are safe.
 // Box is (left, top, right, bottom) in pixels; writes num_parts (x, y) float pairs; returns num_parts or -1.
 DEID_API int deid_predict(void* predictor, const unsigned char* data, int width, int height, int stride, int channels,
                  double left, double top, double right, double bottom, float* out_xy, int max_parts) {
     try {
-        auto& sp = *static_cast<dlib::shape_predictor*>(predictor);
+        auto& p = *static_cast<deid::predictor*>(predictor);
         dlib::rectangle rect((long)std::lround(left), (long)std::lround(top),
                              (long)std::lround(right) - 1, (long)std::lround(bottom) - 1);
-        dlib::full_object_detection shape;
+        std::vector<dlib::point> parts;
+        auto run = [&](const auto& img) {
+            if (p.flat) { p.flat->predict(img, rect, parts); return; }
+            auto shape = (*p.reference)(img, rect);
+            parts.resize(shape.num_parts());
+            for (unsigned long i = 0; i < shape.num_parts(); ++i) parts[i] = shape.part(i);
+        };
         if (channels == 1) {
-            shape = sp(gray_view{data, height, width, stride}, rect);
+            run(gray_view{data, height, width, stride});
         } else {
             dlib::array2d<unsigned char> img;
             to_gray(data, width, height, stride, channels, img);
-            shape = sp(img, rect);
+            run(img);
         }
-        int n = (int)std::min<unsigned long>(shape.num_parts(), (unsigned long)max_parts);
+        int n = (int)std::min<size_t>(parts.size(), (size_t)max_parts);
         for (int i = 0; i < n; ++i) {
-            out_xy[i * 2 + 0] = (float)shape.part(i).x();
-            out_xy[i * 2 + 1] = (float)shape.part(i).y();
+            out_xy[i * 2 + 0] = (float)parts[i].x();
+            out_xy[i * 2 + 1] = (float)parts[i].y();
         }
         return n;
     } catch (const std::exception& e) { return fail(e); }
