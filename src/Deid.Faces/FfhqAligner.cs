@@ -66,6 +66,7 @@ public sealed class FfhqAligner
         double scale = Distance(quad[0], quad[3]) / Size;
         int k = scale >= 2 ? (int)Math.Floor(scale) : 1;
         var src = RegionOf(quad, frame.Width, frame.Height, margin: 2 + 2 * k);
+        if (k > 1) src = WholeMultiple(src, k, frame.Width, frame.Height);
         var crop = new Mat();
         using (var roi = new Mat(frame, src))
         using (var shrunk = new Mat())
@@ -103,6 +104,25 @@ public sealed class FfhqAligner
         m.Set(0, 0, ax); m.Set(0, 1, bx); m.Set(0, 2, quad[0].X + 0.5 * (ax + bx));
         m.Set(1, 0, ay); m.Set(1, 1, by); m.Set(1, 2, quad[0].Y + 0.5 * (ay + by));
         return m;
+    }
+
+    /// <summary>
+    /// The region grown (or, where it spans the frame, cut) to whole multiples of k on both sides, so its area shrink
+    /// by k takes OpenCV's whole-factor path: the general one builds a weight table per pixel and cost several times
+    /// as much. The region keeps at least its 2 + 2k px margin but for under k px where it meets the frame's edge.
+    /// </summary>
+    internal static Rect WholeMultiple(Rect r, int k, int width, int height)
+    {
+        (int X, int W) Fit(int x, int w, int limit)
+        {
+            int up = (w + k - 1) / k * k;
+            if (up <= limit) return (Math.Clamp(x - (up - w) / 2, 0, limit - up), up);
+            int down = Math.Max(k, w / k * k);
+            return (Math.Clamp(x + (w - down) / 2, 0, Math.Max(0, limit - down)), Math.Min(down, limit));
+        }
+        var (x, w) = Fit(r.X, r.Width, width);
+        var (y, h) = Fit(r.Y, r.Height, height);
+        return new Rect(x, y, w, h);
     }
 
     internal static Rect RegionOf(Point2f[] quad, int width, int height, int margin)

@@ -126,7 +126,7 @@ public sealed class HogStreamFinder : IFaceFinder
         {
             var s = new Size(Math.Max(1, (int)Math.Round(window.Width * k)), Math.Max(1, (int)Math.Round(window.Height * k)));
             if (s.Width < 80 || s.Height < 80) return [];
-            Cv2.Resize(view, small, s, 0, 0, InterpolationFlags.Area);
+            HogScanImage.AreaShrink(view, small, s);
             src = small;
         }
         double bx = (double)window.Width / src.Width, by = (double)window.Height / src.Height;

@@ -57,4 +57,27 @@ public class MotionMapTests
         }
         Assert.InRange(dirtyAt, 2, 4);
     }
+
+    /// <summary>A size that is no multiple of the cell: the part-cells at the right and bottom edge see changes too.</summary>
+    [Theory]
+    [InlineData(2, 0)]
+    [InlineData(0, 3)]
+    [InlineData(1, 1)]
+    public void ChangesInTheEdgePartCells_AreSeen(int right, int bottom)
+    {
+        int w = 320 + right, h = 240 + bottom;
+        using var map = new MotionMap();
+        using var a = new Mat(h, w, MatType.CV_8UC1, Scalar.All(100));
+        map.Update(a);
+        map.SearchedAll();
+        using var b = a.Clone();
+        // Only the pixels beyond the last whole cell change (or the last row/column of whole cells where there are none).
+        var strip = new Rect(right > 0 ? 320 : w - 4, bottom > 0 ? 240 : h - 4, right > 0 ? right : 4, bottom > 0 ? bottom : 4);
+        b[strip].SetTo(Scalar.All(200));
+        map.Update(b);
+        Assert.True(map.IsDirty(strip));
+        Assert.False(map.IsDirty(new Rect(0, 0, 300, 220)));
+        var region = Assert.Single(map.DirtyRegions([], _ => 0, minCells: 1));
+        Assert.True(region.Contains(strip), $"{region} should hold {strip}");
+    }
 }
