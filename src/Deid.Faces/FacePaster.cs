@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using OpenCvSharp;
 
 namespace Deid.Faces;
@@ -110,8 +112,9 @@ public static class FacePaster
     }
 
     /// <summary>
-    /// dst = warped·α + dst·(1 − α), α the warped BGRA's fourth channel (8-bit). Most of the region is either outside
-    /// the head (α = 0: left alone) or well inside it (α = 255: copied); only the feathered rim is mixed.
+    /// dst = warped·α + dst·(1 − α), α the warped BGRA's fourth channel (8-bit), rounded to nearest. Four pixels at a
+    /// time where the CPU has byte shuffles (SSSE3): a group all outside the head (α = 0) is skipped, one all inside
+    /// (α = 255) copied, and one on the feathered rim (a third of a large face's groups) mixed in 16-bit lanes.
     /// </summary>
     internal static unsafe void Blend(Mat warped, Mat dst)
     {
@@ -120,17 +123,52 @@ public static class FacePaster
         for (var y = 0; y < rows; y++)
         {
             byte* w = (byte*)warped.Ptr(y), d = (byte*)dst.Ptr(y);
-            for (var x = 0; x < cols; x++, w += 4, d += 3)
+            var x = 0;
+            if (Ssse3.IsSupported)
+                for (; x + 4 <= cols; x += 4, w += 16, d += 12)
+                    Blend4(w, d);
+            for (; x < cols; x++, w += 4, d += 3)
             {
                 int a = w[3];
                 if (a == 0) continue;
-                if (a == 255) { d[0] = w[0]; d[1] = w[1]; d[2] = w[2]; continue; }
                 int b = 255 - a;
                 d[0] = (byte)((w[0] * a + d[0] * b + 127) / 255);
                 d[1] = (byte)((w[1] * a + d[1] * b + 127) / 255);
                 d[2] = (byte)((w[2] * a + d[2] * b + 127) / 255);
             }
         }
+    }
+
+    /// <summary>Four BGRA pixels over four BGR ones; reads and writes exactly the 12 destination bytes.</summary>
+    private static unsafe void Blend4(byte* w, byte* d)
+    {
+        var px = Vector128.Load(w);
+        var alpha = px.AsUInt32() & Vector128.Create(0xFF000000u);
+        if (alpha == Vector128<uint>.Zero) return;
+        // BGRA ×4 → BGR ×4 in the low 12 bytes (0x80: zero).
+        var toBgr = Vector128.Create((byte)0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 0x80, 0x80, 0x80, 0x80);
+        Vector128<byte> result;
+        if (alpha == Vector128.Create(0xFF000000u)) result = Ssse3.Shuffle(px, toBgr);
+        else
+        {
+            // Never 16 bytes: the 4 past them may be frame pixels outside this region, or past the image's end.
+            var under = Vector128.Create(*(ulong*)d, *(uint*)(d + 8)).AsByte();
+            var toBgrx = Vector128.Create((byte)0, 1, 2, 0x80, 3, 4, 5, 0x80, 6, 7, 8, 0x80, 9, 10, 11, 0x80);
+            var dx = Ssse3.Shuffle(under, toBgrx);
+            var a = Ssse3.Shuffle(px, Vector128.Create((byte)3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11, 15, 15, 15, 15));
+            var lo = Mix(Vector128.WidenLower(px), Vector128.WidenLower(dx), Vector128.WidenLower(a));
+            var hi = Mix(Vector128.WidenUpper(px), Vector128.WidenUpper(dx), Vector128.WidenUpper(a));
+            result = Ssse3.Shuffle(Vector128.Narrow(lo, hi), toBgr);
+        }
+        *(ulong*)d = result.AsUInt64().GetElement(0);
+        *(uint*)(d + 8) = result.AsUInt32().GetElement(2);
+    }
+
+    /// <summary>(w·a + d·(255 − a) + 127) / 255 per 16-bit lane; x / 255 = (x + 1 + (x >> 8)) >> 8 for x below 65535.</summary>
+    private static Vector128<ushort> Mix(Vector128<ushort> w, Vector128<ushort> d, Vector128<ushort> a)
+    {
+        var x = w * a + d * (Vector128.Create((ushort)255) - a) + Vector128.Create((ushort)127);
+        return (x + Vector128.Create((ushort)1) + (x >> 8)) >> 8;
     }
 
     /// <summary>Lab mean/std transfer from <paramref name="original"/> to <paramref name="crop"/> inside the head mask.</summary>

@@ -228,4 +228,48 @@ public class ObfuscationTests
         FaceObfuscation.BlurRegion(out2, new Rect(img.Width + 10, 0, 50, 50));
         FaceObfuscation.BlurRegion(out2, new Rect(10, 10, 0, 0));
     }
+
+    /// <summary>
+    /// The blend, four pixels at a time, against the per-pixel formula: runs of α 0, 255 and mixed values, a width
+    /// no multiple of four, and a destination that is a view into a larger image whose pixels beside it stay untouched.
+    /// </summary>
+    [Fact]
+    public void BlendMatchesThePerPixelFormula_AndWritesOnlyItsRegion()
+    {
+        const int width = 67, height = 9;
+        var rng = new Random(7);
+        using var warped = new Mat(height, width, MatType.CV_8UC4);
+        using var frame = new Mat(height + 2, width + 2, MatType.CV_8UC3);
+        var wb = new byte[height * width * 4];
+        rng.NextBytes(wb);
+        for (var i = 0; i < width * height; i++)
+        {
+            // Runs of 6 pixels share a kind: outside (0), inside (255) or rim (any value).
+            var kind = i / 6 % 3;
+            if (kind < 2) wb[4 * i + 3] = kind == 0 ? (byte)0 : (byte)255;
+        }
+        for (var y = 0; y < height; y++) System.Runtime.InteropServices.Marshal.Copy(wb, y * width * 4, warped.Ptr(y), width * 4);
+        var fb = new byte[(height + 2) * (width + 2) * 3];
+        rng.NextBytes(fb);
+        for (var y = 0; y < height + 2; y++) System.Runtime.InteropServices.Marshal.Copy(fb, y * (width + 2) * 3, frame.Ptr(y), (width + 2) * 3);
+        using var before = frame.Clone();
+
+        using (var region = new Mat(frame, new Rect(1, 1, width, height))) FacePaster.Blend(warped, region);
+
+        for (var y = 0; y < height + 2; y++)
+            for (var x = 0; x < width + 2; x++)
+            {
+                var got = frame.At<Vec3b>(y, x);
+                var was = before.At<Vec3b>(y, x);
+                Vec3b want = was;
+                if (x >= 1 && x <= width && y >= 1 && y <= height)
+                {
+                    var w = warped.At<Vec4b>(y - 1, x - 1);
+                    int a = w.Item3, b = 255 - a;
+                    want = new Vec3b((byte)((w.Item0 * a + was.Item0 * b + 127) / 255), (byte)((w.Item1 * a + was.Item1 * b + 127) / 255),
+                        (byte)((w.Item2 * a + was.Item2 * b + 127) / 255));
+                }
+                Assert.True(want == got, $"pixel ({x}, {y}): {got} instead of {want}");
+            }
+    }
 }
