@@ -119,7 +119,11 @@ public sealed class DeidEngine : IDisposable
 
         var clock = Stopwatch.StartNew();
         var context = new PipelineContext();
-        var predictor = Predictor;
+        // The shape predictor (a third of a second to load) loads while the first frames are decoded and searched;
+        // the landmark stage is the first to need it. A file that is missing is still reported before any decoding.
+        var loaded = Volatile.Read(ref _predictor);
+        if (loaded is null && !File.Exists(DlibShapePredictor.DefaultPath())) _ = Predictor;
+        var predictor = loaded is not null ? Task.FromResult(loaded) : Task.Run(() => Predictor, ct);
         var finders = Finders(options.Detector, options.MinConfidence);
         var latent = options.Mode == AnonymizeMode.Latent && stage is null ? PrepareLatent(info, options, finders, context, ct) : null;
         var ownedStage = stage is null ? latent?.Stage ?? FaceStages.Create(options) : null;

@@ -124,7 +124,7 @@ public static class Reenactor
 
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var token = cts.Token;
-            var tasks = new List<Task>(front.Start(reader, finders, predictor, workers, tracker, tracked.Writer, token))
+            var tasks = new List<Task>(front.Start(reader, finders, Task.FromResult(predictor), workers, tracker, tracked.Writer, token))
             {
                 new DrivingSelectStage(options.DrivingTrack, tracked.Reader, selected.Writer).RunAsync(token),
                 new AlignStage(new FfhqAligner(cropSize), context, selected.Reader, aligned2.Writer).RunAsync(token),

@@ -137,7 +137,8 @@ internal sealed class FaceFront(int depth, int orderedDepth)
     /// <summary>Its channels, for the stage group to drain on failure.</summary>
     public IReadOnlyList<Channel<FrameWork>> FrameChannels => [_decoded, _found, _detected, _ordered];
 
-    public IEnumerable<Task> Start(VideoReader reader, FaceFinderFactory finders, DlibShapePredictor predictor, int workers,
+    /// <param name="predictor">The shape predictor, or its load still under way: only the landmark stage waits for it.</param>
+    public IEnumerable<Task> Start(VideoReader reader, FaceFinderFactory finders, Task<DlibShapePredictor> predictor, int workers,
         FaceTracker tracker, ChannelWriter<FrameWork> tracked, CancellationToken token) =>
     [
         new DecodeStage(reader, _decoded.Writer).RunAsync(token),
@@ -175,11 +176,14 @@ internal sealed class FindStage(Func<IFaceFinder> finderFactory, ChannelReader<F
 }
 
 /// <summary>N workers predicting the 68 landmarks of each found box (the shape predictor is shared and thread-safe); frames leave out of order.</summary>
-internal sealed class LandmarkStage(int workers, DlibShapePredictor predictor, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
+internal sealed class LandmarkStage(int workers, Task<DlibShapePredictor> loading, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
     : Stage<FrameWork>(output)
 {
+    private DlibShapePredictor predictor = null!;
+
     protected override async Task LoopAsync(CancellationToken ct)
     {
+        predictor = await loading.WaitAsync(ct).ConfigureAwait(false);
         // One failing worker stops its siblings at once; otherwise they would keep feeding the reorder buffer
         // frames it can never release.
         using var local = CancellationTokenSource.CreateLinkedTokenSource(ct);
