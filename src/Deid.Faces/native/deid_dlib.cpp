@@ -113,7 +113,7 @@ private:
 class flat_shape_predictor {
 public:
     // Reads dlib's serialization of a shape_predictor (version 1) through a reader of its primitives
-    // (memory_reader or stream_reader below).
+    // (memory_reader or stream_reader above).
     template <typename reader>
     flat_shape_predictor(reader& in, size_t file_bytes) {
         const size_t floats_at_most = file_bytes / 2;
@@ -149,7 +149,7 @@ public:
                 if (count(in, 1u << 21, "leaves") != n + 1 || ((n + 1) & n) != 0)
                     throw dlib::serialization_error("a regression tree is not full");
                 for (unsigned long k = 0; k <= n; ++k) {
-                    if (leaf_length(in) != dims) throw dlib::serialization_error("a leaf does not match the shape");
+                    if (column_length(in) != dims) throw dlib::serialization_error("a leaf does not match the shape");
                     if (used + dims > floats_at_most) throw dlib::serialization_error("more leaves than the file can hold");
                     for (long r = 0; r < dims; ++r) arena_.data[used++] = in.real();
                 }
@@ -227,16 +227,16 @@ private:
     // A dlib::matrix<float,0,1> (rows and columns negated in dlib's newer format): its length.
     template <typename reader>
     static long column(reader& in, dlib::matrix<float, 0, 1>& m) {
-        const long nr = leaf_length(in);
+        const long nr = column_length(in);
         if (nr < 0 || nr > (1 << 20)) throw dlib::serialization_error("a shape vector has the wrong size");
         m.set_size(nr);
         for (long r = 0; r < nr; ++r) m(r) = in.real();
         return nr;
     }
 
-    // The length of a dlib::matrix<float,0,1> whose floats follow.
+    // The length of a dlib::matrix<float,0,1> (a shape or a leaf) whose floats follow; -1 if it is not a column.
     template <typename reader>
-    static long leaf_length(reader& in) {
+    static long column_length(reader& in) {
         long nr = in.template integer<long>(), nc = in.template integer<long>();
         if (nr < 0 || nc < 0) { nr = -nr; nc = -nc; }
         return nc == 1 ? nr : -1;
@@ -253,12 +253,14 @@ private:
     };
     // Floats in a block of whole 2 MB pages, advised to the kernel as huge-page memory.
     struct huge_block {
+        static constexpr size_t page = 2u << 20;
         float* data = nullptr;
         size_t bytes = 0;
+        // Whole pages for this many floats, at least one.
+        static size_t pages_for(size_t floats) { return std::max<size_t>(page, (floats * sizeof(float) + page - 1) / page * page); }
         huge_block() = default;
         explicit huge_block(size_t floats) {
-            constexpr size_t page = 2u << 20;
-            bytes = std::max<size_t>(page, (floats * sizeof(float) + page - 1) / page * page);
+            bytes = pages_for(floats);
             // mmap aligns to 4 KB only: map one page more and give back the unaligned ends.
             void* raw = mmap(nullptr, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (raw == MAP_FAILED) throw std::bad_alloc();
@@ -270,8 +272,7 @@ private:
         }
         // Gives back the whole pages past the first `floats`.
         void trim(size_t floats) {
-            constexpr size_t page = 2u << 20;
-            const size_t keep = std::max<size_t>(page, (floats * sizeof(float) + page - 1) / page * page);
+            const size_t keep = pages_for(floats);
             if (keep < bytes) { munmap(reinterpret_cast<char*>(data) + keep, bytes - keep); bytes = keep; }
         }
         huge_block(const huge_block&) = delete;
@@ -391,7 +392,7 @@ DEID_API int deid_detect(void* detector, const unsigned char* data, int width, i
 }
 
 // The file mapped and parsed in memory; a model with floats in dlib's older text format through dlib's stream code.
-std::unique_ptr<deid::flat_shape_predictor> load_flat(const char* path) {
+static std::unique_ptr<deid::flat_shape_predictor> load_flat(const char* path) {
     struct mapping {
         void* data = MAP_FAILED;
         size_t size = 0;
