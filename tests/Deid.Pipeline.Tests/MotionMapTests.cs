@@ -5,7 +5,16 @@ namespace Deid.Pipeline.Tests;
 /// <summary>The stream finders' memory of what each part of the picture looked like when it was last searched.</summary>
 public class MotionMapTests
 {
-    private static Mat Grey(byte level) => new(240, 320, MatType.CV_8UC1, Scalar.All(level));
+    private static Mat Grey(byte level, int width = 320, int height = 240) => new(height, width, MatType.CV_8UC1, Scalar.All(level));
+
+    /// <summary>A map whose reference is <paramref name="image"/>, searched in full.</summary>
+    private static MotionMap SearchedOn(Mat image)
+    {
+        var map = new MotionMap();
+        map.Update(image);
+        map.SearchedAll();
+        return map;
+    }
 
     [Fact]
     public void WithoutAReference_EverythingIsToBeSearched()
@@ -21,10 +30,8 @@ public class MotionMapTests
     [Fact]
     public void AChangedPatch_IsDirtyThere_AndNowhereElse_UntilSearched()
     {
-        using var map = new MotionMap();
         using var a = Grey(100);
-        map.Update(a);
-        map.SearchedAll();
+        using var map = SearchedOn(a);
         using var b = a.Clone();
         b[new Rect(200, 40, 60, 60)].SetTo(Scalar.All(200));
         map.Update(b);
@@ -44,10 +51,8 @@ public class MotionMapTests
     [Fact]
     public void ASlowChange_AddsUpUntilItIsSearched()
     {
-        using var map = new MotionMap();
         using var a = Grey(100);
-        map.Update(a);
-        map.SearchedAll();
+        using var map = SearchedOn(a);
         var dirtyAt = -1;
         for (var step = 1; step <= 10 && dirtyAt < 0; step++)
         {
@@ -66,10 +71,8 @@ public class MotionMapTests
     public void ChangesInTheEdgePartCells_AreSeen(int right, int bottom)
     {
         int w = 320 + right, h = 240 + bottom;
-        using var map = new MotionMap();
-        using var a = new Mat(h, w, MatType.CV_8UC1, Scalar.All(100));
-        map.Update(a);
-        map.SearchedAll();
+        using var a = Grey(100, w, h);
+        using var map = SearchedOn(a);
         using var b = a.Clone();
         // Only the pixels beyond the last whole cell change (or the last row/column of whole cells where there are none).
         var strip = new Rect(right > 0 ? 320 : w - 4, bottom > 0 ? 240 : h - 4, right > 0 ? right : 4, bottom > 0 ? bottom : 4);
