@@ -179,18 +179,16 @@ internal sealed class FindStage(Func<IFaceFinder> finderFactory, ChannelReader<F
 internal sealed class LandmarkStage(int workers, Task<DlibShapePredictor> loading, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
     : Stage<FrameWork>(output)
 {
-    private DlibShapePredictor predictor = null!;
-
     protected override async Task LoopAsync(CancellationToken ct)
     {
-        predictor = await loading.WaitAsync(ct).ConfigureAwait(false);
+        var predictor = await loading.WaitAsync(ct).ConfigureAwait(false);
         // One failing worker stops its siblings at once; otherwise they would keep feeding the reorder buffer
         // frames it can never release.
         using var local = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        await Task.WhenAll(Enumerable.Range(0, Math.Max(1, workers)).Select(_ => Task.Run(() => WorkerAsync(local), CancellationToken.None))).ConfigureAwait(false);
+        await Task.WhenAll(Enumerable.Range(0, Math.Max(1, workers)).Select(_ => Task.Run(() => WorkerAsync(predictor, local), CancellationToken.None))).ConfigureAwait(false);
     }
 
-    private async Task WorkerAsync(CancellationTokenSource local)
+    private async Task WorkerAsync(DlibShapePredictor predictor, CancellationTokenSource local)
     {
         var ct = local.Token;
         try
