@@ -13,7 +13,8 @@ public static class FaceObfuscation
     {
         Validate(crop, nameof(crop));
         int n = Math.Max(crop.Width, crop.Height);
-        int across = Math.Clamp(n / 20, 1, 12);
+        // Twelve across whatever the crop's size, so the picture does not depend on it (down to a few pixels per sample).
+        int across = Math.Min(n, 12);
         var small = new Size(Math.Max(1, crop.Width * across / n), Math.Max(1, crop.Height * across / n));
         // The wide Gaussian runs on a 32-px working copy (under three of its ~12 samples per working pixel): at full
         // size its ~n/2-tap kernel made blur the costliest stage of the pipeline, at 64 px it still cost more than

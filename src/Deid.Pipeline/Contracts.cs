@@ -23,6 +23,12 @@ public interface IFaceStage : IDisposable
     /// </summary>
     bool ReplacesIdentity => false;
 
+    /// <summary>
+    /// The aligned crop size this stage works at when the job names none. Blur's output has no detail finer than a
+    /// 64² crop holds, so it needs no more; anything that draws or keeps detail needs the full 256².
+    /// </summary>
+    int CropSize => 256;
+
     /// <summary>One output crop per input, same size; may be the input Mat, modified in place. Crops of one track come in frame order.</summary>
     IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct);
 
@@ -55,8 +61,8 @@ public sealed record AnonymizeOptions
     /// short batch also goes once its first crop has waited this long (live sources), at the price of that determinism.
     /// </summary>
     public int BatchTimeoutMs { get; init; }
-    /// <summary>Aligned crop size; latent mode uses G's output size instead.</summary>
-    public int CropSize { get; init; } = 256;
+    /// <summary>Aligned crop size; null: the face stage's own (<see cref="IFaceStage.CropSize"/>). Latent mode uses G's output size.</summary>
+    public int? CropSize { get; init; }
     public string Device { get; init; } = "cpu";
     public int MaxMissingFrames { get; init; } = 10;
     /// <summary>Rough budget for decoded frames in flight between the stages, in MiB: sets the channel depths.</summary>

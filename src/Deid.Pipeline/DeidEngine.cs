@@ -134,9 +134,9 @@ public sealed class DeidEngine : IDisposable
         {
             var audit = options.Audit ?? faceStage.ReplacesIdentity;
             var recognizer = audit ? Recognizer : null;
-            var cropSize = latent?.Networks.ImageSize ?? options.CropSize;
+            var cropSize = latent?.Networks.ImageSize ?? options.CropSize ?? faceStage.CropSize;
 
-            using var reader = new VideoReader(input);
+            using var reader = new VideoReader(info);
             using var writer = new VideoWriter(output, reader.Info, options.Output);
             report = new AnonymizeReport
             {

@@ -8,6 +8,8 @@ public sealed class BlurStage(int batchSize = 8) : IFaceStage
 {
     public string Name => "blur";
     public int BatchSize { get; } = Math.Max(1, batchSize);
+    // Twelve samples across, smoothed: a larger crop would only cost align, blur and paste time for the same picture.
+    public int CropSize => 64;
 
     public IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct)
     {

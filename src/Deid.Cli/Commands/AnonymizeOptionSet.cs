@@ -44,7 +44,7 @@ public sealed class AnonymizeOptionSet
         Description = "Milliseconds after which a short face batch is sent anyway (0 = off: batches are cut by counts only, so reruns give identical pixels).",
         DefaultValueFactory = _ => 0,
     };
-    public Option<int> CropSize { get; } = new("--crop-size") { Description = "Aligned face crop size in pixels.", DefaultValueFactory = _ => 256 };
+    public Option<int?> CropSize { get; } = new("--crop-size") { Description = "Aligned face crop size in pixels (default: 64 for blur, whose output has no finer detail; 256 otherwise; latent mode uses its generator's size)." };
     public Option<int> MaxMissing { get; } = new("--max-missing") { Description = "Frames a lost face is still followed before its region is only blurred.", DefaultValueFactory = _ => 10 };
     public Option<string> Device { get; } = new("--device") { Description = "cpu or cuda.", DefaultValueFactory = _ => "cpu" };
     public Option<string> Detector { get; } = new("--detector")
