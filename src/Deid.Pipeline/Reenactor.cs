@@ -101,7 +101,7 @@ public static class Reenactor
         // The report owns its frame spool: the caller's to dispose once it is returned, ours until then.
         try
         {
-            using var reader = new VideoReader(driving);
+            using var reader = new VideoReader(info);
             // The driving clip's timing and audio, the still's picture size, stored upright.
             using var writer = new VideoWriter(output, VideoWriterSpec.From(reader.Info) with { Width = outW, Height = outH, Rotation = 0 });
             using var record = new AnonymizeReport { Input = driving, Output = output, Stage = stage.Name, Detector = options.Detector, Mode = AnonymizeMode.Latent };
