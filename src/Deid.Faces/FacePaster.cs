@@ -26,7 +26,9 @@ public static class FacePaster
     /// Only the part of face.FrameRegion under the mask's non-zero pixels is read or written: the crop's corners
     /// carry zero weight, and warping and blending them was most of paste's cost.
     /// </summary>
-    public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch)
+    /// <param name="buffer">Where the warped crop is drawn; one reused across frames spares a fresh allocation (and its
+    /// page faults) per face. Null: a temporary one.</param>
+    public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch, PasteBuffer? buffer = null)
     {
         ArgumentNullException.ThrowIfNull(frame);
         ArgumentNullException.ThrowIfNull(face);
@@ -52,9 +54,11 @@ public static class FacePaster
         using var bgra = new Mat();
         Cv2.CvtColor(source, bgra, ColorConversionCodes.BGR2BGRA);
         Cv2.InsertChannel(HeadMask8(face.Size), bgra, 3);
-        using var warped = new Mat();
-        Cv2.WarpAffine(bgra, warped, m, region.Size, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Replicate);
-        // Replicate: the crop's colours at its edge, where the mask (zero on the crop's border) gives them no weight.
+        using var own = buffer is null ? new PasteBuffer() : null;
+        using var warped = (buffer ?? own!).Region(region.Size);
+        // Transparent black beyond the crop: the mask is zero on the crop's border, so nothing there has weight
+        // either way, and OpenCV's constant-border path is about a third cheaper than its replicating one.
+        Cv2.WarpAffine(bgra, warped, m, region.Size, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Constant, Scalar.All(0));
 
         using var dst = new Mat(frame, region);
         if (mode == BlendMode.Poisson && TryPoisson(warped, dst)) return;
@@ -243,5 +247,32 @@ public static class FacePaster
         Cv2.InsertChannel(alpha, clonedA, 3);
         Blend(clonedA, dst);
         return true;
+    }
+}
+
+/// <summary>
+/// A BGRA drawing area for <see cref="FacePaster.Paste"/>, kept by one paster (not thread-safe) and grown to the
+/// largest face region it has seen.
+/// </summary>
+public sealed class PasteBuffer : IDisposable
+{
+    private Mat? _area;
+
+    /// <summary>A view of the top-left <paramref name="size"/> of the area (dispose the view, not the area).</summary>
+    internal Mat Region(Size size)
+    {
+        if (_area is null || _area.Width < size.Width || _area.Height < size.Height)
+        {
+            var grown = new Size(Math.Max(size.Width, _area?.Width ?? 0), Math.Max(size.Height, _area?.Height ?? 0));
+            _area?.Dispose();
+            _area = new Mat(grown, MatType.CV_8UC4);
+        }
+        return new Mat(_area, new Rect(0, 0, size.Width, size.Height));
+    }
+
+    public void Dispose()
+    {
+        _area?.Dispose();
+        _area = null;
     }
 }

@@ -306,22 +306,23 @@ internal sealed class PasteStage(BlendMode blend, PipelineContext context, Chann
 
     protected override async Task LoopAsync(CancellationToken ct)
     {
+        using var buffer = new PasteBuffer();
         await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            try { Paste(work); }
+            try { Paste(work, buffer); }
             catch { work.Dispose(); throw; }
             await SendAsync(work, ct).ConfigureAwait(false);
         }
     }
 
-    private void Paste(FrameWork work)
+    private void Paste(FrameWork work, PasteBuffer buffer)
     {
         var frame = work.Frame.Image;
         foreach (var face in work.Faces)
         {
             if (face.Handling != FaceHandling.FallbackBlurred && face.Aligned != null && face.Output != null)
             {
-                try { FacePaster.Paste(frame, face.Aligned, face.Output, blend); }
+                try { FacePaster.Paste(frame, face.Aligned, face.Output, blend, buffer); }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     context.Warn($"a face could not be pasted back and was blurred instead ({e.Message})");

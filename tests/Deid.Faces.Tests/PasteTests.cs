@@ -63,6 +63,30 @@ public class PasteTests
     }
 
     [Fact]
+    public void AReusedBuffer_PastesWhatAFreshOneDoes_AcrossFaceSizes()
+    {
+        using var det = new DlibFaceDetector();
+        using var img = TestMedia.Read(FrameOf("talk_d3.mp4"));
+        var (_, lm) = TestMedia.Face(img, det);
+        using var buffer = new PasteBuffer();
+        // Large, small, then large again: the area grows once and later regions are views of part of it.
+        foreach (var k in new[] { 1.0f, 0.5f, 1.0f, 0.7f })
+        {
+            var c = lm.Points.Aggregate(new Point2f(0, 0), (a, p) => new Point2f(a.X + p.X / 68, a.Y + p.Y / 68));
+            var scaled = new FaceLandmarks(lm.Points.Select(p => new Point2f(c.X + (p.X - c.X) * k, c.Y + (p.Y - c.Y) * k)).ToArray());
+            using var face = new FfhqAligner(64, sharp: false).Align(img, scaled);
+            using var crop = face.Crop.Clone();
+            FaceObfuscation.Blur(crop);
+            using var fresh = img.Clone();
+            using var reused = img.Clone();
+            FacePaster.Paste(fresh, face, crop, BlendMode.Feather);
+            FacePaster.Paste(reused, face, crop, BlendMode.Feather, buffer);
+            Assert.Equal(0.0, TestMedia.MeanAbsDiff(fresh, reused));
+            Assert.True(TestMedia.MeanAbsDiff(img, reused) > 0.5, $"scale {k}: nothing was pasted");
+        }
+    }
+
+    [Fact]
     public void PastedContentReplacesTheHeadAndStaysInTheRegion()
     {
         using var det = new DlibFaceDetector();
