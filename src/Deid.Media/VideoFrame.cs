@@ -2,7 +2,10 @@ using OpenCvSharp;
 
 namespace Deid.Media;
 
-/// <summary>One decoded picture. Owns <see cref="Image"/>; dispose it (or the frame) when done.</summary>
+/// <summary>
+/// One decoded picture. Owns <see cref="Image"/>: dispose the frame when done (after that Image is null; a frame from
+/// <see cref="VideoReader"/> hands its pixels back to the reader for a later frame, so nothing may keep a view of them).
+/// </summary>
 public sealed class VideoFrame : IDisposable
 {
     public VideoFrame() { }
@@ -33,5 +36,15 @@ public sealed class VideoFrame : IDisposable
     /// <summary>CV_8UC3 BGR, upright, <see cref="VideoInfo.Width"/> x <see cref="VideoInfo.Height"/>.</summary>
     public Mat Image { get; set; } = null!;
 
-    public void Dispose() => Image?.Dispose();
+    /// <summary>Where <see cref="Dispose"/> hands the image (the reader's pool); null: the image is disposed.</summary>
+    internal Action<Mat>? Recycle { get; init; }
+
+    public void Dispose()
+    {
+        var image = Image;
+        Image = null!;
+        if (image is null) return;
+        if (Recycle is { } recycle) recycle(image);
+        else image.Dispose();
+    }
 }

@@ -112,12 +112,13 @@ public sealed partial class VideoReader : IDisposable
         long lastPts = long.MinValue;
         // Damage travels with inter prediction: every picture after a damaged one is suspect until the next key frame.
         var damaged = false;
+        using var pool = new FramePool(w, h);
         try
         {
             while (true)
             {
                 ct.ThrowIfCancellationRequested();
-                var mat = new Mat(h, w, MatType.CV_8UC3);
+                var mat = pool.Rent();
                 int got;
                 try { got = ReadInto(stdout, mat, frameBytes); }
                 catch { mat.Dispose(); throw; }
@@ -142,7 +143,7 @@ public sealed partial class VideoReader : IDisposable
                     : lastPts == long.MinValue ? 0 : lastPts + step;
                 lastPts = pts;
                 var time = TimeSpan.FromTicks(Rational.Rescale(pts, info.TimeBase, new Rational(1, TimeSpan.TicksPerSecond)));
-                yield return new VideoFrame(index++, pts, time, mat) { Damaged = damaged };
+                yield return new VideoFrame(index++, pts, time, mat) { Damaged = damaged, Recycle = pool.Return };
             }
             proc.WaitForExit();
             stderrTask.Wait(TimeSpan.FromSeconds(10));
@@ -184,6 +185,45 @@ public sealed partial class VideoReader : IDisposable
         Process[] procs;
         lock (_running) procs = [.. _running];
         foreach (var p in procs) FfTools.Stop(p);
+    }
+
+    /// <summary>
+    /// Frame buffers handed back by disposed frames, for the next frames of the same read. A fresh frame-sized buffer
+    /// is a fresh mapping whose every page the kernel faults in and zeroes as the pipe fills it; the same few buffers
+    /// going round cost nothing of that. Never more buffers live than frames were once in flight, so peak memory is
+    /// what it was; buffers handed back after the read ends (or not matching its frames) are disposed.
+    /// </summary>
+    private sealed class FramePool(int width, int height) : IDisposable
+    {
+        private const int MaxIdle = 64;
+        private readonly ConcurrentQueue<Mat> _idle = new();
+        private volatile bool _closed;
+
+        public Mat Rent() => _idle.TryDequeue(out var m) ? m : new Mat(height, width, MatType.CV_8UC3);
+
+        public void Return(Mat m)
+        {
+            if (_closed || m.IsDisposed || m.Width != width || m.Height != height || m.Type() != MatType.CV_8UC3
+                || !m.IsContinuous() || m.IsSubmatrix() || _idle.Count >= MaxIdle)
+            {
+                m.Dispose();
+                return;
+            }
+            _idle.Enqueue(m);
+            // Closed meanwhile: Dispose may have drained the queue before this buffer arrived.
+            if (_closed) Drain();
+        }
+
+        public void Dispose()
+        {
+            _closed = true;
+            Drain();
+        }
+
+        private void Drain()
+        {
+            while (_idle.TryDequeue(out var m)) m.Dispose();
+        }
     }
 
     [GeneratedRegex(@"\bn:\s*\d+\s+pts:\s*(-?\d+|NOPTS)\s")]

@@ -80,6 +80,41 @@ public class ReaderTests
         Assert.True(Cv2.Mean(diff).Val0 < 2.0, $"mean abs diff {Cv2.Mean(diff).Val0}");
     }
 
+    /// <summary>Disposed frames' buffers are reused for later frames, and every frame still holds its own picture.</summary>
+    [Fact]
+    public void ReusedFrameBuffers_HoldTheSamePicturesAsFreshOnes()
+    {
+        var path = Clips.Shared("talk_small.mp4");
+        static string Hash(Mat m)
+        {
+            var bytes = new byte[m.Total() * m.ElemSize()];
+            System.Runtime.InteropServices.Marshal.Copy(m.Data, bytes, 0, bytes.Length);
+            return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(bytes));
+        }
+        var ct = TestContext.Current.CancellationToken;
+        // Held: no frame is disposed before the read ends, so none can lend its buffer.
+        List<string> fresh;
+        using (var reader = new VideoReader(path))
+        {
+            var held = reader.ReadFrames(ct).Take(40).ToList();
+            fresh = held.Select(f => Hash(f.Image)).ToList();
+            Assert.Equal(held.Count, held.Select(f => f.Image.Data).Distinct().Count());
+            foreach (var f in held) f.Dispose();
+        }
+        var reused = new List<string>();
+        var buffers = new HashSet<nint>();
+        using (var reader = new VideoReader(path))
+            foreach (var frame in reader.ReadFrames(ct).Take(40))
+            {
+                buffers.Add(frame.Image.Data);
+                reused.Add(Hash(frame.Image));
+                frame.Dispose();
+                Assert.Null(frame.Image);
+            }
+        Assert.Equal(fresh, reused);
+        Assert.True(buffers.Count <= 2, $"{buffers.Count} buffers for 40 frames disposed one by one");
+    }
+
     [Fact]
     public void ReadsVariableFrameRateTimestamps()
     {
