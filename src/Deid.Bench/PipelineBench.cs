@@ -235,7 +235,8 @@ public static class PipelineBench
 
     /// <summary>
     /// Privacy must not pay for speed: on every shared clip, the frames where the HOG finder finds a face, against the
-    /// path it replaced (<see cref="PreviousHogFinder"/>), and the frames the previous path covered that this one does not.
+    /// path it replaced (<see cref="PreviousHogFinder"/>), and the frames the previous path covered that this one does
+    /// not; then the same for the SSD (<see cref="SsdCoverage"/>).
     /// </summary>
     public static void Coverage(BenchResults r)
     {
@@ -275,6 +276,68 @@ public static class PipelineBench
                         ["mean_searched_fraction"] = searched / Math.Max(1, frames), ["frames"] = frames }));
             r.Add(new("pipeline:coverage", $"{clip}: HOG CPU per frame, previous full-frame path", 1000 * cpuBefore / Math.Max(1, frames), "ms/frame"));
         }
+        SsdCoverage(r);
+    }
+
+    private const int SsdCoverageFrames = 90; // per clip: nine full-search intervals (the full search costs ~0.5 s a 1080p frame)
+
+    /// <summary>
+    /// The same for the SSD: on every shared clip's first frames, the stream finder (partial searches between full
+    /// ones) against the full search on every frame: frames with a face, frames and faces it misses or adds, and
+    /// what each costs.
+    /// </summary>
+    private static void SsdCoverage(BenchResults r)
+    {
+        Deid.Models.FaceApi.SsdMobilenetv1 ssd;
+        try { ssd = FaceFinderFactory.LoadSsd(null, "cpu"); }
+        catch (PipelineException e) { Console.Error.WriteLine($"skip ssd coverage: {e.Message}"); return; }
+        Deid.Media.NativeMemory.TuneForTensors();
+        using (ssd)
+        {
+            var device = new DeviceExecutor();
+            foreach (var clip in CoverageClips)
+            {
+                var path = Path.Combine(Suites.Shared, "media", "videos", clip);
+                if (!File.Exists(path)) { Console.Error.WriteLine($"skip ssd coverage of {clip}: not found at {path}"); continue; }
+                long frames = 0, now = 0, before = 0, lost = 0, missed = 0, added = 0, full = 0;
+                double cpuNow = 0, cpuBefore = 0;
+                using var stream = new SsdStreamFinder(ssd, device);
+                using var finder = new SsdFaceFinder(ssd, device);
+                using var reader = new VideoReader(path);
+                foreach (var f in reader.ReadFrames())
+                {
+                    using (f)
+                    {
+                        if (frames++ == SsdCoverageFrames) break;
+                        var t0 = CpuClock.OwnSeconds();
+                        var a = stream.FindRaw(f.Image);
+                        var t1 = CpuClock.OwnSeconds();
+                        var b = finder.FindRaw(f.Image);
+                        cpuNow += t1 - t0;
+                        cpuBefore += CpuClock.OwnSeconds() - t1;
+                        if (stream.Last.FullScan) full++;
+                        static bool Same(Deid.Models.FaceApi.SsdFace x, Deid.Models.FaceApi.SsdFace y) =>
+                            FaceBox.IoU(SsdFaceFinder.ToDlibBox(x), SsdFaceFinder.ToDlibBox(y)) >= 0.4f;
+                        missed += b.Count(y => !a.Any(x => Same(x, y)));
+                        added += a.Count(x => !b.Any(y => Same(x, y)));
+                        if (a.Count > 0) now++;
+                        if (b.Count > 0) before++;
+                        if (b.Count > 0 && a.Count == 0) lost++;
+                    }
+                }
+                frames = Math.Min(frames, SsdCoverageFrames);
+                r.Add(new("pipeline:coverage-ssd", $"{clip}: frames with a face found, ssd stream finder", now, $"of {frames} frames",
+                    new() { ["full_search"] = before, ["lost_vs_full_search"] = lost, ["frames"] = frames }));
+                r.Add(new("pipeline:coverage-ssd", $"{clip}: frames the full search finds a face and the stream finder misses", lost, "frames (target 0)"));
+                r.Add(new("pipeline:coverage-ssd", $"{clip}: faces the full search finds and the stream finder misses / adds", missed, $"missed; {added} added",
+                    new() { ["missed"] = missed, ["added"] = added }));
+                r.Add(new("pipeline:coverage-ssd", $"{clip}: SSD CPU per frame, stream finder", 1000 * cpuNow / Math.Max(1, frames), "ms/frame",
+                    new() { ["full_search_ms"] = 1000 * cpuBefore / Math.Max(1, frames), ["full_scans"] = full,
+                            ["network_work_per_frame"] = stream.Passes / Math.Max(1, frames), ["frames"] = frames }));
+                r.Add(new("pipeline:coverage-ssd", $"{clip}: SSD CPU per frame, full search every frame", 1000 * cpuBefore / Math.Max(1, frames), "ms/frame"));
+            }
+        }
+        Deid.Media.NativeMemory.TuneForStreaming();
     }
 
     /// <summary>

@@ -46,6 +46,12 @@ public static class SpeedTable
         var lost = r.Rows.Where(x => x.Suite == "pipeline:coverage" && x.Name.EndsWith("misses", StringComparison.Ordinal)).ToList();
         if (lost.Count > 0)
             sb.AppendLine().AppendLine($"Coverage on the {lost.Count} shared clips: {lost.Sum(x => x.Value):F0} frames where the full-frame HOG path found a face and the stream finder did not (target 0).");
+        var lostSsd = r.Rows.Where(x => x.Suite == "pipeline:coverage-ssd" && x.Name.EndsWith("stream finder misses", StringComparison.Ordinal)).ToList();
+        var facesSsd = r.Rows.Where(x => x.Suite == "pipeline:coverage-ssd" && x.Name.EndsWith("misses / adds", StringComparison.Ordinal)).ToList();
+        if (lostSsd.Count > 0)
+            sb.AppendLine().AppendLine($"The same for the SSD stream finder on the same clips' first frames, against the full SSD search on every frame: " +
+                $"{lostSsd.Sum(x => x.Value):F0} frames lost (target 0), {facesSsd.Sum(x => x.Value):F0} faces missed, " +
+                $"{facesSsd.Sum(x => Convert.ToDouble(x.Extra?["added"] ?? 0, CultureInfo.InvariantCulture)):F0} added.");
         sb.Append(End);
         var table = sb.ToString();
 

@@ -7,27 +7,33 @@ namespace Deid.Pipeline;
 /// <summary>
 /// The SSD over a video's frames in order, searching each frame only where a face can be that the last frames do not
 /// account for (the same reasoning as <see cref="HogStreamFinder"/>; see there). A full search of a wide frame is
-/// four network passes (<see cref="SsdFaceFinder.FindRaw"/>); a partial one packs what it needs as 256² tiles, four
-/// to a 512² pass:
+/// three 512² network passes and the whole frame's (<see cref="SsdFaceFinder.FindRaw"/>); a partial one searches
+/// only what it needs, each region in an input just its size (<see cref="SsdTile.Part"/>: the network's cost
+/// follows its pixels):
 /// <list type="bullet">
 /// <item>each face of the previous frame where anything under it changed, in a square of <see cref="TrackWindow"/>×
-/// its size (shrunk to the tile; one where nothing changed is kept as it was);</item>
+/// its size shrunk to <see cref="TileSide"/> (one where nothing changed is kept as it was);</item>
 /// <item>each area that changed since it was last searched (<see cref="MotionMap"/>) outside the tracked heads, at
-/// no less resolution than the full search gives it (a tile if it fits at that scale, else a pass of its own).</item>
+/// the resolution the full search gives it, areas joined where one input costs less than two.</item>
 /// </list>
 /// The full search runs on the first frame, every <see cref="FullScanEvery"/> frames, when the partial one would
-/// need as many passes, and when a tracked face whose surroundings changed is not found again (searched again in
-/// full, in that frame). Stateful: one instance per stream, frames in order.
+/// cost as much or a changed area does not fit one input, and when a tracked face whose surroundings changed is not
+/// found again (searched again in full, in that frame). Stateful: one instance per stream, frames in order.
 /// </summary>
 public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, float minConfidence = SsdMobilenetv1.DefaultMinConfidence) : IFaceFinder
 {
     public const int FullScanEvery = HogStreamFinder.FullScanEvery;
     /// <summary>Side of the square searched around a tracked face, in face sizes.</summary>
-    public const float TrackWindow = 2.5f;
-    /// <summary>Side of a packed tile: a quarter of the network's input.</summary>
-    public const int TileSide = SsdMobilenetv1.InputSize / 2;
+    public const float TrackWindow = 2.0f;
+    /// <summary>
+    /// Side a tracked face's square is shrunk to: the face about 96 pixels across in it, which the network finds as
+    /// surely as larger ones, for a fifth of a 512² pass.
+    /// </summary>
+    public const int TileSide = 192;
     /// <summary>Long side of the grey image motion is measured on.</summary>
     public const int MotionSide = 640;
+    /// <summary>What a pass costs beside its pixels, in 512² passes (about 8 ms of ~120 ms on two cores: a 32² input takes that).</summary>
+    private const double PassOverhead = 0.07;
 
     private readonly SsdFaceFinder _ssd = new(net, device, minConfidence);
     private readonly MotionMap _motion = new();
@@ -38,8 +44,8 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
     /// <summary>How the last frame was searched.</summary>
     public StreamScanStats Last { get; private set; }
 
-    /// <summary>Network passes so far (a full search of a wide frame is four).</summary>
-    public long Passes { get; private set; }
+    /// <summary>The network's work so far, in 512² passes (<see cref="SsdTile.Work"/>: a 256² input is a quarter).</summary>
+    public double Passes { get; private set; }
 
     public IReadOnlyList<FaceBox> Find(Mat bgr) => FindRaw(bgr).Select(SsdFaceFinder.ToDlibBox).ToList();
 
@@ -63,7 +69,7 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
         {
             faces = _ssd.FindRaw(bgr).ToList();
             _motion.SearchedAll();
-            Passes += SsdFaceFinder.Regions(size.Width, size.Height).Count;
+            Passes += SsdFaceFinder.FullSearchWork(size.Width, size.Height);
             Last = new StreamScanStats(true, 1.0);
         }
         _previous = faces;
@@ -74,45 +80,37 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
     {
         int width = bgr.Width, height = bgr.Height;
         var frame = new Rect(0, 0, width, height);
-        int fullPasses = SsdFaceFinder.Regions(width, height).Count;
+        double fullWork = SsdFaceFinder.FullSearchWork(width, height);
         // The resolution the full search gives every part of the frame: its windows' (or the whole frame's) scale.
         double fullScale = Math.Min(1.0, (double)SsdMobilenetv1.InputSize /
             (SsdFaceFinder.Windows(width, height).Count > 0 ? Math.Min(width, height) : Math.Max(width, height)));
 
-        var small = new List<Rect>();   // regions for packed tiles
-        var large = new List<Rect>();   // regions needing a pass of their own
+        var tiles = new List<SsdTile>();
         foreach (var p in _previous)
         {
             // Nothing under it changed since it was last searched: kept as it is below, no tile.
             if (!_motion.IsDirty(ToMotion(SsdFaceFinder.Box(p).ToRect(), m))) continue;
             float side = Math.Min(Math.Min(width, height), TrackWindow * Math.Max(p.Width, p.Height));
-            small.Add(Inside(new Rect((int)(p.X + p.Width / 2 - side / 2), (int)(p.Y + p.Height / 2 - side / 2), (int)side, (int)side), frame));
+            var window = Inside(new Rect((int)(p.X + p.Width / 2 - side / 2), (int)(p.Y + p.Height / 2 - side / 2), (int)side, (int)side), frame);
+            tiles.Add(SsdTile.Fit(window, TileSide));
         }
         var exclude = _previous.Select(p => ToMotion(HogStreamFinder.HeadZone(SsdFaceFinder.Box(p)), m));
         var dirty = _motion.DirtyRegions(exclude, r => Math.Max(8, Math.Max(r.Width, r.Height) / 4), minCells: 4)
             .Select(r => MotionMap.Clip(new Rect((int)(r.X / m), (int)(r.Y / m), (int)Math.Ceiling(r.Width / m), (int)Math.Ceiling(r.Height / m)), frame.Size))
             .Where(r => r.Width > 0 && r.Height > 0).ToList();
-        // Fewest tiles: changed areas joined while their union still fits a tile at the full search's scale.
-        int tileReach = (int)(TileSide / fullScale);
-        dirty = MotionMap.Cluster(dirty, tileReach);
+        // Each changed area at the full search's scale, joined with others where one input for both costs less.
+        dirty = JoinWhereCheaper(MotionMap.Cluster(dirty), fullScale);
         foreach (var r in dirty)
         {
-            int longSide = Math.Max(r.Width, r.Height);
-            if (Math.Min(1.0, (double)TileSide / longSide) >= fullScale) small.Add(r);
-            else if (Math.Min(1.0, (double)SsdMobilenetv1.InputSize / longSide) >= fullScale) large.Add(r);
-            else return null;
+            if (!Fits(r, fullScale)) return null;
+            tiles.Add(SsdTile.Part(r, fullScale));
         }
-        int passes = (small.Count + 3) / 4 + large.Count;
-        if (passes >= fullPasses) return null;
+        double work = tiles.Sum(t => t.Work);
+        if (work + tiles.Count * PassOverhead >= fullWork + SsdFaceFinder.Regions(width, height).Count * PassOverhead) return null;
 
-        var tiles = new List<SsdTile>();
-        for (var i = 0; i < small.Count; i++)
-            tiles.Add(new SsdTile(small[i], i / 4, new Point(i % 2 * TileSide, i / 2 % 2 * TileSide), TileSide));
-        int next = (small.Count + 3) / 4;
-        foreach (var r in large) tiles.Add(new SsdTile(r, next++, default, SsdMobilenetv1.InputSize));
         var regions = tiles.Select(t => t.Region).ToList();
         var found = SsdFaceFinder.Combine(width, height, regions, _ssd.Search(bgr, tiles));
-        Passes += passes;
+        Passes += work;
 
         foreach (var p in _previous)
         {
@@ -123,8 +121,36 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
             found.Add(p);
         }
         foreach (var r in dirty) _motion.Searched(ToMotion(r, m));
-        Last = new StreamScanStats(false, (double)passes / fullPasses);
+        Last = new StreamScanStats(false, work / fullWork);
         return SsdFaceFinder.Merge(found);
+    }
+
+    /// <summary>Whether a region at this scale fits the network's input.</summary>
+    private static bool Fits(Rect r, double scale) =>
+        Math.Max(r.Width, r.Height) * Math.Min(1.0, scale) <= SsdMobilenetv1.InputSize;
+
+    /// <summary>
+    /// Regions joined into their bounding rectangle while one input for the union costs the network less than an
+    /// input for each (and still fits).
+    /// </summary>
+    private static List<Rect> JoinWhereCheaper(List<Rect> regions, double scale)
+    {
+        double Cost(Rect r) => SsdTile.Part(r, scale).Work + PassOverhead;
+        for (var joined = true; joined;)
+        {
+            joined = false;
+            for (var i = 0; i < regions.Count && !joined; i++)
+                for (var j = i + 1; j < regions.Count && !joined; j++)
+                {
+                    var u = regions[i].Union(regions[j]);
+                    if (!Fits(u, scale) || !Fits(regions[i], scale) || !Fits(regions[j], scale)) continue;
+                    if (Cost(u) > Cost(regions[i]) + Cost(regions[j])) continue;
+                    regions[i] = u;
+                    regions.RemoveAt(j);
+                    joined = true;
+                }
+        }
+        return regions;
     }
 
     private static Rect ToMotion(Rect r, double m) =>

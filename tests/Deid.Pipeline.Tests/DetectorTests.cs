@@ -152,6 +152,30 @@ public class DetectorTests(Clips clips)
     [InlineData(1000, 1240)]
     public void SsdWindows_NoneForNearSquareFrames(int width, int height) => Assert.Empty(SsdFaceFinder.Windows(width, height));
 
+    /// <summary>
+    /// A region is searched in an input just its shrunk size plus the black margin, in whole network cells: a wide
+    /// frame's whole-frame pass skips the black below it, a square window fills the 512² input, and the work counts
+    /// pixels.
+    /// </summary>
+    [Fact]
+    public void SsdTiles_AreTheirRegionsSizePlusTheMargin_InWholeCells()
+    {
+        var wide = SsdTile.Fit(new OpenCvSharp.Rect(0, 0, 1920, 1080));
+        Assert.Equal(new OpenCvSharp.Size(512, 288), wide.Placed);
+        Assert.Equal(new OpenCvSharp.Size(512, 320), wide.Input);
+        var window = SsdTile.Fit(new OpenCvSharp.Rect(420, 0, 1080, 1080));
+        Assert.Equal(new OpenCvSharp.Size(512, 512), window.Input);
+        Assert.Equal(1.0, window.Work);
+        var part = SsdTile.Part(new OpenCvSharp.Rect(10, 20, 300, 200), 0.5);
+        Assert.Equal(new OpenCvSharp.Size(150, 100), part.Placed);
+        Assert.Equal(new OpenCvSharp.Size(192, 160), part.Input);
+        Assert.Equal(192.0 * 160 / (512 * 512), part.Work, 1e-9);
+        // Never enlarged; a region too large for one input at that scale is the caller's error.
+        Assert.Equal(new OpenCvSharp.Size(40, 30), SsdTile.Part(new OpenCvSharp.Rect(0, 0, 40, 30), 2).Placed);
+        Assert.Throws<ArgumentException>(() => SsdTile.Part(new OpenCvSharp.Rect(0, 0, 1200, 100), 0.5));
+        Assert.Equal(0.625 + 3, SsdFaceFinder.FullSearchWork(1920, 1080), 1e-9);
+    }
+
     [Fact]
     public void SsdMerge_KeepsTheStrongerOfOverlappingFinds()
     {

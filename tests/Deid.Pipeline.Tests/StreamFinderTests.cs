@@ -172,8 +172,8 @@ public class StreamFinderTests
             }
             if (++n == 20) break;
         }
-        var fullPasses = SsdFaceFinder.Regions(1920, 1080).Count;
-        Assert.True(stream.Passes < n * fullPasses / 2, $"{stream.Passes} passes for {n} frames (full search: {n * fullPasses})");
+        var fullWork = SsdFaceFinder.FullSearchWork(1920, 1080);
+        Assert.True(stream.Passes < n * fullWork / 2, $"{stream.Passes:0.0} passes' work for {n} frames (full search: {n * fullWork:0.0})");
     }
 
     /// <summary>A picture that does not change costs the SSD no network pass between full searches, and keeps its face.</summary>

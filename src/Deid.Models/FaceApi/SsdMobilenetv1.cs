@@ -21,6 +21,11 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
 {
     public const string ManifestName = "ssd_mobilenetv1_model-weights_manifest.json";
     public const int InputSize = 512;
+    /// <summary>
+    /// What the sides of a smaller input (the top-left part of the 512² one, see <see cref="forward"/>) must be
+    /// multiples of: the backbone's output stride at the first box predictor.
+    /// </summary>
+    public const int PartAlignment = 32;
     public const int AnchorCount = 5118;
     public const float DefaultMinConfidence = 0.5f;
     public const int DefaultMaxResults = 100;
@@ -36,6 +41,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
     private readonly ModuleList<Pointwise> extra = new();
     private readonly ModuleList<BoxPredictor> predictors = new();
     private readonly Parameter anchors;   // [5118, 4] as (ymin, xmin, ymax, xmax) in 0..1
+    private readonly Dictionary<(int H, int W), Tensor> partAnchors = new();   // see PartAnchors
 
     private SsdMobilenetv1(FaceApiWeights w) : base(nameof(SsdMobilenetv1))
     {
@@ -68,12 +74,16 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
 
     /// <summary>
     /// x: the network input [B,3,512,512] RGB 0..255 (see <see cref="ToNetInput"/>) → boxes [B,5118,4] as
-    /// (ymin, xmin, ymax, xmax) relative to the square, and face scores [B,5118].
+    /// (ymin, xmin, ymax, xmax) relative to the 512² square, and face scores [B,5118]. A smaller input
+    /// [B,3,H,W] (sides multiples of <see cref="PartAlignment"/>) is the 512² input's top-left H×W part alone: boxes
+    /// and scores then come for the anchors of the cells it has (<see cref="PartAnchors"/>), still relative to the
+    /// 512² square. Its cost is about its share of the 512² pixels.
     /// </summary>
     public override (Tensor Boxes, Tensor Scores) forward(Tensor x)
     {
-        if (x.dim() != 4 || x.shape[1] != 3 || x.shape[2] != InputSize || x.shape[3] != InputSize)
-            throw new ArgumentException($"SsdMobilenetv1 expects [B,3,{InputSize},{InputSize}] RGB, got [{string.Join(",", x.shape)}]");
+        if (x.dim() != 4 || x.shape[1] != 3 || !IsInputSize(x.shape[2], x.shape[3]))
+            throw new ArgumentException($"SsdMobilenetv1 expects [B,3,{InputSize},{InputSize}] RGB (or a top-left part of it, sides multiples of {PartAlignment}), got [{string.Join(",", x.shape)}]");
+        var (h, w) = ((int)x.shape[2], (int)x.shape[3]);
         using var scope = torch.NewDisposeScope();
         var o = conv0.forward(ChannelsLast(x.to(anchors.device) / 127.5f - 1f));
         Tensor? conv11 = null;
@@ -100,10 +110,63 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         }
         var encoding = torch.cat(enc, 1);
         var logits = torch.cat(cls, 1);
-        var boxes = Decode(encoding);
+        var boxes = Decode(encoding, h == InputSize && w == InputSize ? anchors : PartAnchors(h, w));
         // Class 0 is background; face-api takes the sigmoid of class 1 alone (no softmax).
         var scores = torch.sigmoid(logits.select(2, 1));
         return (boxes.MoveToOuterDisposeScope(), scores.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Whether <see cref="forward"/> takes an input of this size: 512², or a top-left part of it.</summary>
+    public static bool IsInputSize(long height, long width) =>
+        height is > 0 and <= InputSize && width is > 0 and <= InputSize && height % PartAlignment == 0 && width % PartAlignment == 0;
+
+    /// <summary>
+    /// The anchors of an H×W input's cells, in the order its feature maps flatten them: the top-left
+    /// ⌈H/s⌉×⌈W/s⌉ cells of each map of stride s. Every convolution pads only bottom/right at stride 2 (TF 'same'
+    /// on the 512² input's even sizes; <see cref="ConvSame"/> keeps that on the part's odd ones), so these cells lie
+    /// over the same input pixels as in the 512² input and their anchors mean the same boxes. What differs is only
+    /// what lies beyond the part's right and bottom edges: zero padding instead of the rest of the 512² input.
+    /// </summary>
+    private Tensor PartAnchors(int h, int w)
+    {
+        lock (partAnchors)
+        {
+            if (partAnchors.TryGetValue((h, w), out var cached) && cached.device == anchors.device) return cached;
+            cached?.Dispose();
+            using var index = torch.tensor(PartAnchorIndices(h, w));
+            var part = anchors.index_select(0, index).DetachFromDisposeScope();
+            partAnchors[(h, w)] = part;
+            return part;
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            lock (partAnchors)
+            {
+                foreach (var t in partAnchors.Values) t.Dispose();
+                partAnchors.Clear();
+            }
+        base.Dispose(disposing);
+    }
+
+    /// <summary>Indices into the 5118 anchors of an H×W part's (see <see cref="PartAnchors"/>).</summary>
+    public static int[] PartAnchorIndices(int h, int w)
+    {
+        var indices = new List<int>();
+        var offset = 0;
+        foreach (var (cells, perCell) in PredictorGrid)
+        {
+            var n = (int)Math.Round(Math.Sqrt(cells));
+            int stride = InputSize / n, rows = (h + stride - 1) / stride, cols = (w + stride - 1) / stride;
+            for (var y = 0; y < rows; y++)
+                for (var x = 0; x < cols; x++)
+                    for (var a = 0; a < perCell; a++)
+                        indices.Add(offset + (y * n + x) * perCell + a);
+            offset += cells * perCell;
+        }
+        return indices.ToArray();
     }
 
     /// <summary>
@@ -128,7 +191,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
     }
 
     /// <summary>The standard SSD box coder with variances (10, 10, 5, 5), centre/size relative to each anchor.</summary>
-    private Tensor Decode(Tensor enc)
+    private static Tensor Decode(Tensor enc, Tensor anchors)
     {
         var a = anchors.unsqueeze(0);
         var aSize = a[.., .., 2..4] - a[.., .., 0..2];
@@ -189,33 +252,54 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
     /// </summary>
     public List<SsdFace>[] Detect(Tensor images, float minConfidence = DefaultMinConfidence, int maxResults = DefaultMaxResults)
     {
-        if (minConfidence is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(minConfidence), "minConfidence must lie in (0, 1)");
-        if (maxResults < 1) throw new ArgumentOutOfRangeException(nameof(maxResults), "maxResults must be positive");
-        float[] boxes, scores;
-        long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
-        using (var scope = torch.NewDisposeScope())
-        using (torch.inference_mode())
-        {
-            var (b, s) = forward(ToNetInput(images.to(anchors.device)));
-            boxes = b.cpu().data<float>().ToArray();
-            scores = s.cpu().data<float>().ToArray();
-        }
+        long h = images.shape[2], w = images.shape[3];
         // face-api maps the unit square back through the rounded size the image was scaled to.
         var scale = (double)InputSize / Math.Max(h, w);
         var padX = InputSize / Math.Round(w * scale);
         var padY = InputSize / Math.Round(h * scale);
+        using var scope = torch.NewDisposeScope();
+        return Locate(ToNetInput(images.to(anchors.device)), minConfidence, maxResults,
+            (top, left, bottom, right, score) => new SsdFace((float)(left * padX * w), (float)(top * padY * h),
+                (float)((right - left) * padX * w), (float)((bottom - top) * padY * h), score));
+    }
+
+    /// <summary>
+    /// Faces in network inputs [B,3,H,W] RGB 0..255: 512² as <see cref="ToNetInput"/> makes them, or a top-left part
+    /// of such an input alone (see <see cref="forward"/>); boxes in input pixels, clipped to the input. For a caller
+    /// that lays out the input itself.
+    /// </summary>
+    public List<SsdFace>[] DetectInputs(Tensor inputs, float minConfidence = DefaultMinConfidence, int maxResults = DefaultMaxResults) =>
+        Locate(inputs, minConfidence, maxResults,
+            (top, left, bottom, right, score) => new SsdFace((float)(left * InputSize), (float)(top * InputSize),
+                (float)((right - left) * InputSize), (float)((bottom - top) * InputSize), score));
+
+    /// <summary>
+    /// The network, then NMS per input; each kept box goes to <paramref name="map"/> as (top, left, bottom, right)
+    /// relative to the 512² square, clipped to the input.
+    /// </summary>
+    private List<SsdFace>[] Locate(Tensor inputs, float minConfidence, int maxResults, Func<double, double, double, double, float, SsdFace> map)
+    {
+        if (minConfidence is <= 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(minConfidence), "minConfidence must lie in (0, 1)");
+        if (maxResults < 1) throw new ArgumentOutOfRangeException(nameof(maxResults), "maxResults must be positive");
+        float[] boxes, scores;
+        long batch = inputs.shape[0];
+        double clipY = (double)inputs.shape[2] / InputSize, clipX = (double)inputs.shape[3] / InputSize;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.inference_mode())
+        {
+            var (b, s) = forward(inputs.to(anchors.device).to_type(ScalarType.Float32));
+            boxes = b.cpu().data<float>().ToArray();
+            scores = s.cpu().data<float>().ToArray();
+        }
+        int count = scores.Length / (int)batch;
         var result = new List<SsdFace>[batch];
         for (var n = 0; n < batch; n++)
         {
-            var bs = boxes.AsSpan((int)(n * AnchorCount * 4), AnchorCount * 4);
-            var sc = scores.AsSpan((int)(n * AnchorCount), AnchorCount);
+            var bs = boxes.AsSpan(n * count * 4, count * 4);
+            var sc = scores.AsSpan(n * count, count);
             var faces = new List<SsdFace>();
             foreach (var k in NonMaxSuppression(bs, sc, maxResults, minConfidence))
-            {
-                double top = Math.Max(0, bs[k * 4]) * padY, left = Math.Max(0, bs[k * 4 + 1]) * padX;
-                double bottom = Math.Min(1, bs[k * 4 + 2]) * padY, right = Math.Min(1, bs[k * 4 + 3]) * padX;
-                faces.Add(new SsdFace((float)(left * w), (float)(top * h), (float)((right - left) * w), (float)((bottom - top) * h), sc[k]));
-            }
+                faces.Add(map(Math.Max(0, bs[k * 4]), Math.Max(0, bs[k * 4 + 1]), Math.Min(clipY, bs[k * 4 + 2]), Math.Min(clipX, bs[k * 4 + 3]), sc[k]));
             result[n] = faces;
         }
         return result;
@@ -286,7 +370,11 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
         Expect("concat_1/axis", scalar, 1);
     }
 
-    /// <summary>TF 'same' padding for a k×k conv: symmetric at stride 1; at stride 2 on even sizes TF pads bottom/right only.</summary>
+    /// <summary>
+    /// TF 'same' padding for a k×k conv: symmetric at stride 1; at stride 2 TF pads bottom/right only on the 512²
+    /// input's sizes (all even). On an odd size (a smaller input's, see <see cref="forward"/>) TF would pad the top
+    /// too and shift the grid against the 512² input's, so the padding goes bottom/right there as well.
+    /// </summary>
     private static Tensor ConvSame(Tensor x, Tensor weight, Tensor? bias, long stride, long groups = 1)
     {
         var k = weight.shape[2];
@@ -294,7 +382,7 @@ public sealed class SsdMobilenetv1 : nn.Module<Tensor, (Tensor Boxes, Tensor Sco
             return nn.functional.conv2d(x, weight, bias, padding: new[] { k / 2, k / 2 }, groups: groups);
         long Total(long n) => Math.Max(((n + stride - 1) / stride - 1) * stride + k - n, 0);
         long th = Total(x.shape[2]), tw = Total(x.shape[3]);
-        using var padded = nn.functional.pad(x, new[] { tw / 2, tw - tw / 2, th / 2, th - th / 2 });
+        using var padded = nn.functional.pad(x, new[] { 0, tw, 0, th });
         return nn.functional.conv2d(padded, weight, bias, strides: new[] { stride, stride }, groups: groups);
     }
 

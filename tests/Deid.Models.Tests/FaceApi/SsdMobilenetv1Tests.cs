@@ -140,7 +140,37 @@ public class SsdMobilenetv1Tests
         using var scope = torch.NewDisposeScope();
         Assert.Empty(net.Detect(torch.full(1, 3, 300, 400, 128f))[0]);
         Assert.Throws<ArgumentOutOfRangeException>(() => net.Detect(torch.zeros(1, 3, 64, 64), minConfidence: 1f));
-        Assert.Throws<ArgumentException>(() => net.forward(torch.zeros(1, 3, 64, 64)));
+        Assert.Throws<ArgumentException>(() => net.forward(torch.zeros(1, 3, 100, 100)));
+        Assert.Throws<ArgumentException>(() => net.forward(torch.zeros(1, 3, 544, 512)));
+    }
+
+    /// <summary>
+    /// The top-left part of a 512² input that holds the picture and a black margin, run alone, finds what the whole
+    /// input finds (same faces, boxes within a pixel or two, scores within 0.01) for about its share of the pixels.
+    /// </summary>
+    [Fact]
+    public void A_top_left_part_of_the_input_finds_what_the_whole_input_finds()
+    {
+        RequireWeights(SsdMobilenetv1.ManifestName);
+        using var net = SsdMobilenetv1.Load(ModelDir);
+        using var scope = torch.NewDisposeScope();
+        var img = LoadJpeg(Image("faces.jpg"));
+        var input = SsdMobilenetv1.ToNetInput(img);
+        var whole = net.DetectInputs(input)[0];
+        Assert.Equal(6, whole.Count);
+        // faces.jpg is wider than tall: its picture fills the input's width and part of its height.
+        var drawn = (int)Math.Round(img.shape[2] * (double)SsdMobilenetv1.InputSize / img.shape[3]);
+        var rows = (drawn + 32 + SsdMobilenetv1.PartAlignment - 1) / SsdMobilenetv1.PartAlignment * SsdMobilenetv1.PartAlignment;
+        Assert.True(rows < SsdMobilenetv1.InputSize, $"{rows} rows");
+        var part = net.DetectInputs(input[.., .., ..rows, ..])[0];
+        Assert.Equal(whole.Count, part.Count);
+        foreach (var f in whole)
+        {
+            var m = part.MinBy(p => Math.Abs(p.X - f.X) + Math.Abs(p.Y - f.Y));
+            Assert.True(Math.Abs(m.X - f.X) < 2 && Math.Abs(m.Y - f.Y) < 2 && Math.Abs(m.Width - f.Width) < 2 && Math.Abs(m.Height - f.Height) < 2, $"{f} vs {m}");
+            Assert.True(Math.Abs(m.Score - f.Score) < 0.01f, $"{f} vs {m}");
+        }
+        Assert.Equal(Enumerable.Range(0, SsdMobilenetv1.AnchorCount), SsdMobilenetv1.PartAnchorIndices(SsdMobilenetv1.InputSize, SsdMobilenetv1.InputSize));
     }
 
     [Fact]
