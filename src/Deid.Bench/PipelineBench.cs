@@ -108,10 +108,12 @@ public static class PipelineBench
             foreach (var c in crops) FaceObfuscation.Blur(c);
             stageCpu["blur"] = AddStage(r, suite, "face stage alone (blur)", span, frames.Count);
 
-            // Blur mode feathers its crops in (no colour matching: that would pull them back towards the face).
+            // Blur mode feathers its crops in (no colour matching: that would pull them back towards the face),
+            // coarsely where they are much enlarged, into one reused buffer, as the paste stage does.
             span = new Span();
-            for (int k = 0; k < aligned.Count; k++)
-                FacePaster.Paste(frames[aligned[k].Frame].Image, aligned[k].Face, crops[k], BlendMode.Feather);
+            using (var buffer = new PasteBuffer())
+                for (int k = 0; k < aligned.Count; k++)
+                    FacePaster.Paste(frames[aligned[k].Frame].Image, aligned[k].Face, crops[k], BlendMode.Feather, buffer, smooth: true);
             stageCpu["paste"] = AddStage(r, suite, "paste alone (feather)", span, frames.Count);
             foreach (var c in crops) c.Dispose();
             foreach (var a in aligned) a.Face.Dispose();
@@ -372,6 +374,9 @@ public static class PipelineBench
             var finders = new FaceFinderFactory(kind, ssd, new DeviceExecutor());
             // As the CLI does for a torch detector; the HOG rows and the whole pipeline keep the streaming setting.
             Deid.Media.NativeMemory.TuneForTensors();
+            // Warmed up first on a few frames (the JIT, and oneDNN's kernels for each input size the tiles take),
+            // so that neither detector row pays for what the other already paid.
+            DetectFrames(frames.Take(15).ToList(), predictor, 1, finders.CreateForStream);
             var span = new Span();
             // As the pipeline runs it: the stream finder over the frames in order.
             var found = DetectFrames(frames, predictor, 1, finders.CreateForStream);

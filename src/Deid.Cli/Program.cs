@@ -8,6 +8,7 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         Deid.Media.NativeMemory.TuneForStreaming();
+        Deid.Media.OpenCvThreads.TuneForStreaming();
         var root = new RootCommand("Deid: de-identify faces in video and reenact still photos.");
         root.Subcommands.Add(AnonymizeCommand.Create());
         root.Subcommands.Add(ReenactCommand.Create());

@@ -28,7 +28,10 @@ public static class FacePaster
     /// </summary>
     /// <param name="buffer">Where the warped crop is drawn; one reused across frames spares a fresh allocation (and its
     /// page faults) per face. Null: a temporary one.</param>
-    public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch, PasteBuffer? buffer = null)
+    /// <param name="smooth">The new crop has no detail finer than a few of its pixels (a blur): where it is enlarged
+    /// 2k× or more per side, it is warped at 1/k of the region's resolution and enlarged k× by OpenCV's linear resize,
+    /// several times cheaper per pixel than the warp, for linear steps between samples that carry no detail.</param>
+    public static void Paste(Mat frame, AlignedFace face, Mat newCrop, BlendMode mode = BlendMode.ColorMatch, PasteBuffer? buffer = null, bool smooth = false)
     {
         ArgumentNullException.ThrowIfNull(frame);
         ArgumentNullException.ThrowIfNull(face);
@@ -55,10 +58,31 @@ public static class FacePaster
         Cv2.CvtColor(source, bgra, ColorConversionCodes.BGR2BGRA);
         Cv2.InsertChannel(HeadMask8(face.Size), bgra, 3);
         using var own = buffer is null ? new PasteBuffer() : null;
-        using var warped = (buffer ?? own!).Region(region.Size);
+        var area = buffer ?? own!;
+        int k = smooth ? Math.Clamp((int)(CropScale(face) / 2), 1, 4) : 1;
+        var coarse = new Size((region.Width + k - 1) / k, (region.Height + k - 1) / k);
+        using var canvas = area.Region(new Size(coarse.Width * k, coarse.Height * k));
+        using var warped = new Mat(canvas, new Rect(0, 0, region.Width, region.Height));
         // Transparent black beyond the crop: the mask is zero on the crop's border, so nothing there has weight
         // either way, and OpenCV's constant-border path is about a third cheaper than its replicating one.
-        Cv2.WarpAffine(bgra, warped, m, region.Size, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Constant, Scalar.All(0));
+        if (k == 1)
+            Cv2.WarpAffine(bgra, warped, m, region.Size, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Constant, Scalar.All(0));
+        else
+        {
+            // Coarse pixel s covers region pixels k·s .. k·s + k − 1, centred at k·s + (k − 1)/2 (resize's own grid).
+            using var mk = new Mat(2, 3, MatType.CV_64FC1);
+            double c = (k - 1) / 2.0;
+            for (var row = 0; row < 2; row++)
+            {
+                double a0 = m.At<double>(row, 0), a1 = m.At<double>(row, 1);
+                mk.Set(row, 0, a0 * k);
+                mk.Set(row, 1, a1 * k);
+                mk.Set(row, 2, m.At<double>(row, 2) + (a0 + a1) * c);
+            }
+            using var small = area.Region(coarse, coarseArea: true);
+            Cv2.WarpAffine(bgra, small, mk, coarse, InterpolationFlags.WarpInverseMap | interpolation, BorderTypes.Constant, Scalar.All(0));
+            Cv2.Resize(small, canvas, canvas.Size(), 0, 0, InterpolationFlags.Linear);
+        }
 
         using var dst = new Mat(frame, region);
         if (mode == BlendMode.Poisson && TryPoisson(warped, dst)) return;
@@ -107,13 +131,16 @@ public static class FacePaster
             new Point2f(b.Left - 0.5f, b.Bottom - 0.5f), new Point2f(b.Right - 0.5f, b.Bottom - 0.5f),
         ]);
         // Bilinear sampling of the mask reaches one crop pixel further; one frame pixel of margin per crop pixel scale covers it.
-        double scale = Math.Sqrt(Math.Abs(face.CropToFrame.At<double>(0, 0) * face.CropToFrame.At<double>(1, 1)
-                                          - face.CropToFrame.At<double>(0, 1) * face.CropToFrame.At<double>(1, 0)));
-        int margin = 1 + (int)Math.Ceiling(scale);
+        int margin = 1 + (int)Math.Ceiling(CropScale(face));
         int x0 = (int)MathF.Floor(corners.Min(p => p.X)) - margin, y0 = (int)MathF.Floor(corners.Min(p => p.Y)) - margin;
         int x1 = (int)MathF.Ceiling(corners.Max(p => p.X)) + margin, y1 = (int)MathF.Ceiling(corners.Max(p => p.Y)) + margin;
         return new Rect(x0, y0, Math.Max(0, x1 - x0 + 1), Math.Max(0, y1 - y0 + 1));
     }
+
+    /// <summary>Frame pixels per crop pixel (along a side).</summary>
+    private static double CropScale(AlignedFace face) =>
+        Math.Sqrt(Math.Abs(face.CropToFrame.At<double>(0, 0) * face.CropToFrame.At<double>(1, 1)
+                           - face.CropToFrame.At<double>(0, 1) * face.CropToFrame.At<double>(1, 0)));
 
     /// <summary>
     /// dst = warped·α + dst·(1 − α), α the warped BGRA's fourth channel (8-bit), rounded to nearest. Four pixels at a
@@ -256,23 +283,29 @@ public static class FacePaster
 /// </summary>
 public sealed class PasteBuffer : IDisposable
 {
-    private Mat? _area;
+    private Mat? _area, _coarse;
 
-    /// <summary>A view of the top-left <paramref name="size"/> of the area (dispose the view, not the area).</summary>
-    internal Mat Region(Size size)
+    /// <summary>
+    /// A view of the top-left <paramref name="size"/> of the area (dispose the view, not the area); the coarse area
+    /// is a second one, for a warp at reduced resolution.
+    /// </summary>
+    internal Mat Region(Size size, bool coarseArea = false)
     {
-        if (_area is null || _area.Width < size.Width || _area.Height < size.Height)
+        ref var area = ref coarseArea ? ref _coarse : ref _area;
+        if (area is null || area.Width < size.Width || area.Height < size.Height)
         {
-            var grown = new Size(Math.Max(size.Width, _area?.Width ?? 0), Math.Max(size.Height, _area?.Height ?? 0));
-            _area?.Dispose();
-            _area = new Mat(grown, MatType.CV_8UC4);
+            var grown = new Size(Math.Max(size.Width, area?.Width ?? 0), Math.Max(size.Height, area?.Height ?? 0));
+            area?.Dispose();
+            area = new Mat(grown, MatType.CV_8UC4);
         }
-        return new Mat(_area, new Rect(0, 0, size.Width, size.Height));
+        return new Mat(area, new Rect(0, 0, size.Width, size.Height));
     }
 
     public void Dispose()
     {
         _area?.Dispose();
         _area = null;
+        _coarse?.Dispose();
+        _coarse = null;
     }
 }

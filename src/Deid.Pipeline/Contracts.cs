@@ -29,6 +29,12 @@ public interface IFaceStage : IDisposable
     /// </summary>
     int CropSize => 256;
 
+    /// <summary>
+    /// True when the output crops carry no detail finer than a few of their pixels (a blur), so paste may enlarge
+    /// them coarsely (<see cref="Deid.Faces.FacePaster.Paste"/>'s smooth).
+    /// </summary>
+    bool SmoothOutput => false;
+
     /// <summary>One output crop per input, same size; may be the input Mat, modified in place. Crops of one track come in frame order.</summary>
     IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct);
 

@@ -175,7 +175,7 @@ public sealed class DeidEngine : IDisposable
                 new BatchStage(batch, waitingCapacity / 2, options.BatchTimeoutMs > 0 ? TimeSpan.FromMilliseconds(options.BatchTimeoutMs) : null, aligned.Reader, waiting.Writer, batches.Writer).RunAsync(token),
                 new InferenceStage(faceStage, Executor, context, stats, batches.Reader).RunAsync(token),
                 new RejoinStage(waiting.Reader, rejoined.Writer).RunAsync(token),
-                new PasteStage(blend, context, auditOut.Reader, pasted.Writer).RunAsync(token),
+                new PasteStage(blend, faceStage.SmoothOutput, context, auditOut.Reader, pasted.Writer).RunAsync(token),
                 new EncodeStage(writer, report, progress, info.FrameCount, clock, pasted.Reader).RunAsync(token),
             };
             if (audit)

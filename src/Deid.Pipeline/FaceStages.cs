@@ -10,6 +10,7 @@ public sealed class BlurStage(int batchSize = 8) : IFaceStage
     public int BatchSize { get; } = Math.Max(1, batchSize);
     // Twelve samples across, smoothed: a larger crop would only cost align, blur and paste time for the same picture.
     public int CropSize => 64;
+    public bool SmoothOutput => true;
 
     public IReadOnlyList<Mat> Process(IReadOnlyList<FaceCrop> batch, CancellationToken ct)
     {

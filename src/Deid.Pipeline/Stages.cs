@@ -299,7 +299,7 @@ internal sealed class AlignStage(FfhqAligner aligner, PipelineContext context, C
 /// from one since the last key frame) is then blurred whole: concealment leaves faces that people still see (ghosted
 /// outlines, smeared features) but a detector trained on clean faces misses, so "no face found" means nothing there.
 /// </summary>
-internal sealed class PasteStage(BlendMode blend, PipelineContext context, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
+internal sealed class PasteStage(BlendMode blend, bool smooth, PipelineContext context, ChannelReader<FrameWork> input, ChannelWriter<FrameWork> output)
     : Stage<FrameWork>(output)
 {
     public const float FallbackScale = 1.6f;
@@ -322,7 +322,7 @@ internal sealed class PasteStage(BlendMode blend, PipelineContext context, Chann
         {
             if (face.Handling != FaceHandling.FallbackBlurred && face.Aligned != null && face.Output != null)
             {
-                try { FacePaster.Paste(frame, face.Aligned, face.Output, blend, buffer); }
+                try { FacePaster.Paste(frame, face.Aligned, face.Output, blend, buffer, smooth); }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     context.Warn($"a face could not be pasted back and was blurred instead ({e.Message})");

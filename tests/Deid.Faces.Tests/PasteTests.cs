@@ -83,6 +83,17 @@ public class PasteTests
             FacePaster.Paste(reused, face, crop, BlendMode.Feather, buffer);
             Assert.Equal(0.0, TestMedia.MeanAbsDiff(fresh, reused));
             Assert.True(TestMedia.MeanAbsDiff(img, reused) > 0.5, $"scale {k}: nothing was pasted");
+            // A blurred crop pasted coarsely (warped at reduced resolution, enlarged by a linear resize) is the same
+            // picture to within rounding, touches nothing outside the face's region, and a reused buffer changes nothing.
+            using var smooth = img.Clone();
+            using var smoothReused = img.Clone();
+            FacePaster.Paste(smooth, face, crop, BlendMode.Feather, smooth: true);
+            FacePaster.Paste(smoothReused, face, crop, BlendMode.Feather, buffer, smooth: true);
+            Assert.Equal(0.0, TestMedia.MeanAbsDiff(smooth, smoothReused));
+            double maxDiff = Cv2.Norm(fresh, smooth, NormTypes.INF);
+            Assert.True(TestMedia.MeanAbsDiff(fresh, smooth) < 0.1 && maxDiff <= 4, $"scale {k}: mean {TestMedia.MeanAbsDiff(fresh, smooth):F3}, max {maxDiff}");
+            using var outside = Outside(img, face.FrameRegion);
+            Assert.Equal(0.0, TestMedia.MeanAbsDiff(img, smooth, outside));
         }
     }
 
