@@ -134,11 +134,11 @@ public sealed class MotionMap : IDisposable
         return new Rect(x0, y0, Math.Max(0, x1 - x0), Math.Max(0, y1 - y0));
     }
 
-    /// <summary>
-    /// Rectangles joined into their bounding rectangle while they overlap, or while the union's long side stays
-    /// within <paramref name="reach"/> (0: overlap only): one search per group instead of one per fragment.
-    /// </summary>
-    internal static List<Rect> Cluster(IEnumerable<Rect> rects, int reach = 0)
+    /// <summary>Rectangles joined into their bounding rectangle while they overlap: one search per group instead of one per fragment.</summary>
+    internal static List<Rect> Cluster(IEnumerable<Rect> rects) => Join(rects, (a, b, _) => a.IntersectsWith(b));
+
+    /// <summary>Rectangles joined, a pair at a time, into their bounding rectangle while <paramref name="join"/>(a, b, union) says so.</summary>
+    internal static List<Rect> Join(IEnumerable<Rect> rects, Func<Rect, Rect, Rect, bool> join)
     {
         var list = rects.Where(r => r.Width > 0 && r.Height > 0).ToList();
         for (var merged = true; merged;)
@@ -148,7 +148,7 @@ public sealed class MotionMap : IDisposable
                 for (var j = i + 1; j < list.Count && !merged; j++)
                 {
                     var u = list[i].Union(list[j]);
-                    if (list[i].IntersectsWith(list[j]) || Math.Max(u.Width, u.Height) <= reach)
+                    if (join(list[i], list[j], u))
                     {
                         list[i] = u;
                         list.RemoveAt(j);

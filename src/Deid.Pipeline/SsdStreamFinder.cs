@@ -131,26 +131,12 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
 
     /// <summary>
     /// Regions joined into their bounding rectangle while one input for the union costs the network less than an
-    /// input for each (and still fits).
+    /// input for each (and still fits; then so does each).
     /// </summary>
     private static List<Rect> JoinWhereCheaper(List<Rect> regions, double scale)
     {
         double Cost(Rect r) => SsdTile.Part(r, scale).Work + PassOverhead;
-        for (var joined = true; joined;)
-        {
-            joined = false;
-            for (var i = 0; i < regions.Count && !joined; i++)
-                for (var j = i + 1; j < regions.Count && !joined; j++)
-                {
-                    var u = regions[i].Union(regions[j]);
-                    if (!Fits(u, scale) || !Fits(regions[i], scale) || !Fits(regions[j], scale)) continue;
-                    if (Cost(u) > Cost(regions[i]) + Cost(regions[j])) continue;
-                    regions[i] = u;
-                    regions.RemoveAt(j);
-                    joined = true;
-                }
-        }
-        return regions;
+        return MotionMap.Join(regions, (a, b, u) => Fits(u, scale) && Cost(u) <= Cost(a) + Cost(b));
     }
 
     private static Rect ToMotion(Rect r, double m) =>
