@@ -32,8 +32,12 @@ public sealed unsafe class DlibFaceDetector : IDisposable
     public double Threshold { get; }
 
     /// <summary>Faces in a BGR (or grey/BGRA) 8-bit image, strongest first, in the image's pixel coordinates.</summary>
-    public IReadOnlyList<FaceBox> Detect(Mat bgr)
+    /// <param name="maxLevels">Scan only this many pyramid levels (0: all): faces from dlib's 80 px window up to
+    /// 80·1.2^(maxLevels − 1) px (of the image as detected, after <see cref="MaxSide"/> and upsampling): a search for
+    /// a face of known size need not pay for the levels of larger ones.</param>
+    public IReadOnlyList<FaceBox> Detect(Mat bgr, int maxLevels = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxLevels);
         ArgumentNullException.ThrowIfNull(bgr);
         ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
         if (bgr.Empty()) throw new ArgumentException("cannot detect faces in an empty image", nameof(bgr));
@@ -60,7 +64,7 @@ public sealed unsafe class DlibFaceDetector : IDisposable
             {
                 fixed (double* outp = raw)
                     n = Native.deid_detect(_handle, (byte*)src.Data, src.Width, src.Height, (int)src.Step(), src.Channels(),
-                        Upsample, Threshold, outp, MaxFaces);
+                        Upsample, Threshold, maxLevels, outp, MaxFaces);
             }
             if (n < 0) throw new FaceException("dlib face detection failed: " + Native.LastError());
             var faces = new List<FaceBox>(n);

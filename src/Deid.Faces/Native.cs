@@ -90,7 +90,7 @@ internal static unsafe partial class Native
 
     [LibraryImport(Lib)]
     internal static partial int deid_detect(DetectorHandle detector, byte* data, int width, int height, int stride, int channels,
-        int upsample, double adjustThreshold, double* output, int maxFaces);
+        int upsample, double adjustThreshold, int maxLevels, double* output, int maxFaces);
 
     [LibraryImport(Lib, StringMarshalling = StringMarshalling.Utf8)]
     internal static partial PredictorHandle deid_predictor_load(string path, int reference);

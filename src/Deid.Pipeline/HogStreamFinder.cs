@@ -10,7 +10,7 @@ namespace Deid.Pipeline;
 /// <list type="number">
 /// <item>Each face of the previous frame is kept as it was if nothing under it changed (the same pixels give the
 /// same verdict); otherwise it is searched for in a square of <see cref="TrackWindow"/>× its size around it, shrunk
-/// so the face is about <see cref="TrackFaceSide"/> px (faces from 0.9× to 1.6× its size are found there), and
+/// so the face is about <see cref="TrackFaceSide"/> px (faces from 0.9× to 1.3× its size are found there), and
 /// where that misses, its surroundings are searched at scan resolution.</item>
 /// <item>Every area that changed since it was last searched (<see cref="MotionMap"/>) outside the tracked heads is
 /// searched at scan resolution, with a margin as large as the change itself, for faces of every size: a face can
@@ -31,13 +31,19 @@ public sealed class HogStreamFinder : IFaceFinder
     public const double MaxPartialFraction = 0.55;
     /// <summary>Side of the square searched around a tracked face, in face sizes.</summary>
     public const float TrackWindow = 1.6f;
-    /// <summary>Face size (scan px) a track window is shrunk to: dlib's 80 px window finds 0.9× to 1.6× of it there.</summary>
+    /// <summary>Face size (scan px) a track window is shrunk to.</summary>
     public const float TrackFaceSide = 90f;
+    /// <summary>
+    /// Pyramid levels a track window is searched at: dlib's 80 px window at 1, 1.2 and 1.44×, faces 0.9× to 1.3× of
+    /// <see cref="TrackFaceSide"/>, far more than a face's size changes between frames. The window's fourth level,
+    /// for faces up to 1.6×, cost an eighth more; a face outside the range is searched for at scan resolution.
+    /// </summary>
+    public const int TrackLevels = 3;
     /// <summary>
     /// A tracked head's surroundings, where its hair, ears and neck move with it: the face box widened to
     /// <see cref="HeadZoneWidth"/>× and reaching <see cref="HeadZoneAbove"/>× its height above it and
     /// <see cref="HeadZoneBelow"/>× below. Changes there are not searched for new faces at scan resolution; a face
-    /// 0.9× to 1.6× the tracked one's size is still found there by the track window, a smaller one by the next full scan.
+    /// 0.9× to 1.3× the tracked one's size is still found there by the track window, another by the next full scan.
     /// </summary>
     public const float HeadZoneWidth = 1.8f, HeadZoneAbove = 0.8f, HeadZoneBelow = 0.5f;
     /// <summary>Two finds overlapping by this IoU are one face.</summary>
@@ -130,7 +136,7 @@ public sealed class HogStreamFinder : IFaceFinder
             src = small;
         }
         double bx = (double)window.Width / src.Width, by = (double)window.Height / src.Height;
-        return _detector.Detect(src)
+        return _detector.Detect(src, TrackLevels)
             .Select(b => new FaceBox((float)(b.Left * bx + window.X), (float)(b.Top * by + window.Y), (float)(b.Right * bx + window.X), (float)(b.Bottom * by + window.Y), b.Score))
             .ToList();
     }

@@ -96,6 +96,30 @@ public class DetectionTests
     }
 
     [Fact]
+    public void FewerPyramidLevelsFindOnlyTheSmallerFaces()
+    {
+        using var det = new DlibFaceDetector(maxSide: int.MaxValue);
+        foreach (var frame in TestMedia.Frames("talk_d3.mp4", 3, 60))
+        {
+            using var img = TestMedia.Read(frame);
+            var face = Assert.Single(det.Detect(img));
+            // The face at about 90 px: within the first three levels' reach (80 to 115 px), found as all levels find it.
+            using var near = new Mat();
+            Cv2.Resize(img, near, new Size(), 90.0 / face.Width, 90.0 / face.Width, InterpolationFlags.Area);
+            var all = Assert.Single(det.Detect(near));
+            var three = Assert.Single(det.Detect(near, maxLevels: 3));
+            Assert.True(FaceBox.IoU(all, three) > 0.9, $"{all} vs {three}");
+            // At about 200 px it is beyond them.
+            using var large = new Mat();
+            Cv2.Resize(img, large, new Size(), 200.0 / face.Width, 200.0 / face.Width, InterpolationFlags.Area);
+            Assert.Single(det.Detect(large));
+            Assert.Empty(det.Detect(large, maxLevels: 3));
+        }
+        using var grey = new Mat(100, 100, MatType.CV_8UC1, Scalar.All(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => det.Detect(grey, maxLevels: -1));
+    }
+
+    [Fact]
     public void RejectsUnusableImages()
     {
         using var det = new DlibFaceDetector();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -326,6 +327,27 @@ asm(".section .rodata\n"
     "deid_frontal_face_detector_end:\n"
     ".previous\n");
 
+namespace {
+// dlib's face detector, and copies of it that scan fewer pyramid levels, made on first use: the same weights and
+// filter bank (rebuilt from them as deserialization does), a scanner configured to stop after max_levels levels.
+struct detector {
+    dlib::frontal_face_detector all;
+    std::map<int, dlib::frontal_face_detector> limited;
+
+    dlib::frontal_face_detector& with_levels(int max_levels) {
+        if (max_levels <= 0) return all;
+        auto it = limited.find(max_levels);
+        if (it != limited.end()) return it->second;
+        dlib::frontal_face_detector::image_scanner_type scanner;  // not copyable: configured as the original
+        scanner.copy_configuration(all.get_scanner());
+        scanner.set_max_pyramid_levels((unsigned long)max_levels);
+        std::vector<dlib::frontal_face_detector::feature_vector_type> w;
+        for (unsigned long i = 0; i < all.num_detectors(); ++i) w.push_back(all.get_w(i));
+        return limited.emplace(max_levels, dlib::frontal_face_detector(scanner, all.get_overlap_tester(), w)).first->second;
+    }
+};
+}  // namespace
+
 #define DEID_API __attribute__((visibility("default")))
 extern "C" {
 
@@ -356,18 +378,19 @@ DEID_API void* deid_detector_new() {
             dlib::deserialize(d, in);
             return d;
         }();
-        return new dlib::frontal_face_detector(prototype);
+        return new detector{prototype, {}};
     }
     catch (const std::exception& e) { fail(e); return nullptr; }
 }
 
-DEID_API void deid_detector_free(void* detector) { delete static_cast<dlib::frontal_face_detector*>(detector); }
+DEID_API void deid_detector_free(void* d) { delete static_cast<detector*>(d); }
 
 // Writes up to max_faces detections as (left, top, right, bottom, score) doubles; returns the count or -1.
-DEID_API int deid_detect(void* detector, const unsigned char* data, int width, int height, int stride, int channels,
-                int upsample, double adjust_threshold, double* out, int max_faces) {
+// max_levels > 0 scans only that many pyramid levels (faces from the window's 80 px up to 80·1.2^(max_levels−1) px).
+DEID_API int deid_detect(void* d, const unsigned char* data, int width, int height, int stride, int channels,
+                int upsample, double adjust_threshold, int max_levels, double* out, int max_faces) {
     try {
-        auto& det = *static_cast<dlib::frontal_face_detector*>(detector);
+        auto& det = static_cast<detector*>(d)->with_levels(max_levels);
         std::vector<dlib::rect_detection> dets;
         double scale = 1.0;
         if (channels == 1 && upsample == 0) {
