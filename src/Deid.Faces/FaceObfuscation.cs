@@ -25,9 +25,9 @@ public static class FaceObfuscation
         using var soft = new Mat();
         Cv2.Resize(crop, tiny, small, 0, 0, InterpolationFlags.Area);
         Cv2.Resize(tiny, soft, mid, 0, 0, InterpolationFlags.Linear);
-        double sigma = Math.Max(1.0, work / 12.0);
-        for (int pass = 0; pass < 2; pass++)
-            Cv2.GaussianBlur(soft, soft, new Size(0, 0), sigma, sigma, BorderTypes.Reflect101);
+        // One pass of σ√2, what two of σ make: OpenCV's set-up of a Gaussian costs more than filtering 32² pixels.
+        double sigma = Math.Max(1.0, work / 12.0) * Math.Sqrt(2);
+        Cv2.GaussianBlur(soft, soft, new Size(0, 0), sigma, sigma, BorderTypes.Reflect101);
         Cv2.Resize(soft, crop, crop.Size(), 0, 0, InterpolationFlags.Linear);
     }
 

@@ -237,6 +237,26 @@ public class AlignmentTests
     }
 
     [Fact]
+    public void ACropOnlyToBeBlurredIsTheSharpCropWithinAFewLevels()
+    {
+        // Faces from 5× to 18× the crop's size: shrunk by halvings and a bilinear warp instead of one area step by
+        // the whole factor and a cubic warp, the picture a blur starts from is the same.
+        using var det = new DlibFaceDetector();
+        foreach (var (file, size) in new[] { (TestMedia.Frames("talk_d3.mp4", 2, 60)[1], 64), (TestMedia.Frames("talk_1080p.mp4", 1, 60)[0], 32) })
+        {
+            using var img = TestMedia.Read(file);
+            var (_, lm) = TestMedia.Face(img, det);
+            using var sharp = new FfhqAligner(size).Align(img, lm);
+            using var soft = new FfhqAligner(size, sharp: false).Align(img, lm);
+            Assert.Equal(sharp.FrameRegion, soft.FrameRegion);
+            using var diff = new Mat();
+            Cv2.Absdiff(sharp.Crop, soft.Crop, diff);
+            var mean = Cv2.Mean(diff);
+            Assert.True(mean.Val0 + mean.Val1 + mean.Val2 < 3 * 4, $"{file} at {size}: mean difference {mean}");
+        }
+    }
+
+    [Fact]
     public void FaceAtTheFrameEdgeIsPaddedByReflection()
     {
         using var det = new DlibFaceDetector();
