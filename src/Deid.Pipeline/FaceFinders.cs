@@ -23,6 +23,12 @@ public enum DetectorKind
 public interface IFaceFinder : IDisposable
 {
     IReadOnlyList<FaceBox> Find(Mat bgr);
+
+    /// <summary>
+    /// Find reads only the frame's grey levels: it may be handed the frame in 8-bit grey instead of BGR, made once
+    /// per frame for it and for the shape predictor after it.
+    /// </summary>
+    bool ReadsGrey => false;
 }
 
 /// <summary>dlib HOG on the frame with a black margin, so faces cut by the frame edge are found too.</summary>
@@ -39,6 +45,8 @@ public sealed class HogFaceFinder : IFaceFinder
 
     // The finder hands the detector an image already at scan size, so the detector never rescales.
     private readonly DlibFaceDetector _detector = new(maxSide: int.MaxValue);
+
+    public bool ReadsGrey => true;
 
     public IReadOnlyList<FaceBox> Find(Mat bgr)
     {
@@ -68,9 +76,8 @@ public sealed class HogScanImage : IDisposable
         int longSide = Math.Max(bgr.Width, bgr.Height);
         var pad = (int)Math.Round(HogFaceFinder.EdgePadFraction * longSide);
         double scale = Math.Min(1.0, (double)HogFaceFinder.MaxScanSide / (longSide + 2 * pad));
-        using var grey = new Mat();
-        if (bgr.Channels() == 1) bgr.CopyTo(grey);
-        else Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        using var converted = bgr.Channels() == 1 ? null : Grey(bgr);
+        var grey = converted ?? bgr;
         using var small = new Mat();
         var src = grey;
         if (scale < 1.0)
@@ -96,9 +103,21 @@ public sealed class HogScanImage : IDisposable
             Cv2.Resize(src, dst, size, 0, 0, InterpolationFlags.Area);
             return;
         }
+        // Halved from its even part: an odd side would make the factor a little over 2, which OpenCV takes by its
+        // general path (several times the cost of the rest together). The dropped last column or row moves the
+        // result by under one source pixel at that edge.
+        using var even = new Mat(src, new Rect(0, 0, src.Width & ~1, src.Height & ~1));
         using var half = new Mat();
-        Cv2.Resize(src, half, new Size(src.Width / 2, src.Height / 2), 0, 0, InterpolationFlags.Area);
+        Cv2.Resize(even, half, new Size(even.Width / 2, even.Height / 2), 0, 0, InterpolationFlags.Area);
         AreaShrink(half, dst, size);
+    }
+
+    /// <summary>A BGR or BGRA frame in 8-bit grey (BT.601 luma, the weights dlib converts with).</summary>
+    public static Mat Grey(Mat bgr)
+    {
+        var grey = new Mat();
+        Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        return grey;
     }
 
     public FaceBox ToFrame(FaceBox b) =>

@@ -54,6 +54,8 @@ public sealed class HogStreamFinder : IFaceFinder
     private List<FaceBox> _previous = [];   // the last frame's faces, scan coordinates
     private long _frame = -1;
 
+    public bool ReadsGrey => true;
+
     /// <summary>How the last frame was searched (for the bench and tests).</summary>
     public StreamScanStats Last { get; private set; }
 

@@ -52,6 +52,9 @@ internal sealed class FrameWork : IDisposable
     public required VideoFrame Frame;
     /// <summary>The finder's boxes (frame coordinates), before landmarks.</summary>
     public IReadOnlyList<FaceBox> Boxes { get; set; } = [];
+    /// <summary>The frame in grey where the finder reads grey: made once by the find stage for the finder and the
+    /// shape predictor, released by the landmark stage.</summary>
+    public Mat? Grey { get; set; }
     public List<FaceDetection> Detections { get; } = [];
     public List<FaceJob> Faces { get; } = [];
     private bool _disposed;
@@ -61,6 +64,7 @@ internal sealed class FrameWork : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var f in Faces) f.Dispose();
+        Grey?.Dispose();
         Frame.Dispose();
     }
 }
@@ -168,7 +172,11 @@ internal sealed class FindStage(Func<IFaceFinder> finderFactory, ChannelReader<F
         using var finder = finderFactory();
         await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            try { work.Boxes = finder.Find(work.Frame.Image); }
+            try
+            {
+                if (finder.ReadsGrey) work.Grey = HogScanImage.Grey(work.Frame.Image);
+                work.Boxes = finder.Find(work.Grey ?? work.Frame.Image);
+            }
             catch { work.Dispose(); throw; }
             await SendAsync(work, ct).ConfigureAwait(false);
         }
@@ -195,7 +203,13 @@ internal sealed class LandmarkStage(int workers, Task<DlibShapePredictor> loadin
         {
             await foreach (var work in input.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                try { work.Detections.AddRange(FrameDetector.Landmarks(predictor, work.Frame.Image, work.Boxes)); }
+                try
+                {
+                    // The predictor reads grey levels only: the find stage's grey frame spares it converting a window per face.
+                    work.Detections.AddRange(FrameDetector.Landmarks(predictor, work.Grey ?? work.Frame.Image, work.Boxes));
+                    work.Grey?.Dispose();
+                    work.Grey = null;
+                }
                 catch { work.Dispose(); throw; }
                 await SendAsync(work, ct).ConfigureAwait(false);
             }
