@@ -55,6 +55,15 @@ public static class PipelineBench
         return cpuMs;
     }
 
+    /// <summary>Timed runs each of the floor and the whole pipeline per clip, alternately.</summary>
+    private const int TimedRuns = 3;
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+
     private static void RunClip(BenchResults r, string clip, string path)
     {
         var info = MediaProbe.Probe(path);
@@ -137,31 +146,33 @@ public static class PipelineBench
             foreach (var f in frames) f.Dispose();
         }
 
-        // The whole pipeline, blur mode, default detector and encoder, measured on its second run (the first
+        // The whole pipeline, blur mode, default detector and encoder, measured from its second run on (the first
         // pays for the JIT, the shape predictor's first read from disk and the native libraries' start-up).
-        // Then floor, whole, floor, whole: each figure is the mean of its two runs.
+        // Then floor and whole alternately, three of each: each figure is the median of its three runs, so that a
+        // drift of the machine's speed moves both alike and one run slowed by something else on the machine does not
+        // decide the ratio.
         var output = tmp.File("blur.mp4");
         var options = new AnonymizeOptions { Mode = AnonymizeMode.Blur, Output = encoder };
         Anonymizer.RunAsync(path, output, options).GetAwaiter().GetResult().Dispose();
-        (double Wall, double Cpu, AnonymizeReport Report) Whole()
+        var floorRuns = new List<(double Wall, double Cpu)>();
+        var wholeRuns = new List<(double Wall, double Cpu)>();
+        AnonymizeReport? last = null;
+        for (int run = 0; run < TimedRuns; run++)
         {
+            floorRuns.Add(Floor());
+            last?.Dispose();
             var s = new Span();
-            var done = Anonymizer.RunAsync(path, output, options).GetAwaiter().GetResult();
-            return (s.Wall, s.Cpu, done);
+            last = Anonymizer.RunAsync(path, output, options).GetAwaiter().GetResult();
+            wholeRuns.Add((s.Wall, s.Cpu));
         }
-        var floorA = Floor();
-        var wholeA = Whole();
-        wholeA.Report.Dispose();
-        var floorB = Floor();
-        var wholeB = Whole();
-        using var report = wholeB.Report;
-        double floorWall = (floorA.Wall + floorB.Wall) / 2, wholeWall = (wholeA.Wall + wholeB.Wall) / 2;
+        using var report = last!; // the last run's counts, and its output for the quality rows
+        double floorWall = Median(floorRuns.Select(x => x.Wall)), wholeWall = Median(wholeRuns.Select(x => x.Wall));
         var floorFps = total / floorWall;
-        AddStage(r, suite, "transcode floor (decode+encode)", floorWall, (floorA.Cpu + floorB.Cpu) / 2, total,
+        AddStage(r, suite, "transcode floor (decode+encode)", floorWall, Median(floorRuns.Select(x => x.Cpu)), total,
             new() { ["preset"] = encoder.Preset, ["crf"] = encoder.Crf?.ToString() ?? "default", ["threads"] = encoder.Threads?.ToString() ?? "auto",
-                    ["runs_fps"] = new[] { total / floorA.Wall, total / floorB.Wall } });
-        var wholeCpu = AddStage(r, suite, "whole pipeline (blur)", wholeWall, (wholeA.Cpu + wholeB.Cpu) / 2, report.Frames,
-            new() { ["runs_fps"] = new[] { report.Frames / wholeA.Wall, report.Frames / wholeB.Wall } });
+                    ["runs_fps"] = floorRuns.Select(x => total / x.Wall).ToArray() });
+        var wholeCpu = AddStage(r, suite, "whole pipeline (blur)", wholeWall, Median(wholeRuns.Select(x => x.Cpu)), report.Frames,
+            new() { ["runs_fps"] = wholeRuns.Select(x => report.Frames / x.Wall).ToArray() });
         double whole = report.Frames / wholeWall;
         double ideal = Environment.ProcessorCount / (stageCpu.Values.Sum() / 1000);
         r.Add(new(suite, "ideal (cores / sum of stage CPU s/frame)", ideal, "fps",
