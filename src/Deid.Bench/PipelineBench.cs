@@ -56,7 +56,7 @@ public static class PipelineBench
     }
 
     /// <summary>Timed runs each of the floor and the whole pipeline per clip, alternately.</summary>
-    private const int TimedRuns = 3;
+    private const int TimedRuns = 5;
 
     private static double Median(IEnumerable<double> values)
     {
@@ -148,7 +148,7 @@ public static class PipelineBench
 
         // The whole pipeline, blur mode, default detector and encoder, measured from its second run on (the first
         // pays for the JIT, the shape predictor's first read from disk and the native libraries' start-up).
-        // Then floor and whole alternately, three of each: each figure is the median of its three runs, so that a
+        // Then floor and whole alternately, five of each: each figure is the median of its five runs, so that a
         // drift of the machine's speed moves both alike and one run slowed by something else on the machine does not
         // decide the ratio.
         var output = tmp.File("blur.mp4");
