@@ -76,8 +76,7 @@ public sealed unsafe class DlibShapePredictor : IDisposable
         int x1 = Math.Clamp((int)MathF.Ceiling(box.Right + mx), x0 + 1, bgr.Width);
         int y1 = Math.Clamp((int)MathF.Ceiling(box.Bottom + my), y0 + 1, bgr.Height);
         using var window = new Mat(bgr, new Rect(x0, y0, x1 - x0, y1 - y0));
-        using var grey = bgr.Channels() == 1 ? null : new Mat();
-        if (grey != null) Cv2.CvtColor(window, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
+        using var grey = bgr.Channels() == 1 ? null : GreyImage.From(window);
         var src = grey ?? window;
 
         var xy = new float[FaceLandmarks.Count * 2];

@@ -76,7 +76,7 @@ public sealed class HogScanImage : IDisposable
         int longSide = Math.Max(bgr.Width, bgr.Height);
         var pad = (int)Math.Round(HogFaceFinder.EdgePadFraction * longSide);
         double scale = Math.Min(1.0, (double)HogFaceFinder.MaxScanSide / (longSide + 2 * pad));
-        using var converted = bgr.Channels() == 1 ? null : Grey(bgr);
+        using var converted = bgr.Channels() == 1 ? null : GreyImage.From(bgr);
         var grey = converted ?? bgr;
         using var small = new Mat();
         var src = grey;
@@ -110,14 +110,6 @@ public sealed class HogScanImage : IDisposable
         using var half = new Mat();
         Cv2.Resize(even, half, new Size(even.Width / 2, even.Height / 2), 0, 0, InterpolationFlags.Area);
         AreaShrink(half, dst, size);
-    }
-
-    /// <summary>A BGR or BGRA frame in 8-bit grey (BT.601 luma, the weights dlib converts with).</summary>
-    public static Mat Grey(Mat bgr)
-    {
-        var grey = new Mat();
-        Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
-        return grey;
     }
 
     public FaceBox ToFrame(FaceBox b) =>

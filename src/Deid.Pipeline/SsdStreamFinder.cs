@@ -56,10 +56,9 @@ public sealed class SsdStreamFinder(SsdMobilenetv1 net, DeviceExecutor device, f
         var size = bgr.Size();
         if (size != _frameSize) { _previous = []; _frameSize = size; }
         double m = Math.Min(1.0, (double)MotionSide / Math.Max(size.Width, size.Height));
-        using (var grey = new Mat())
+        using (var grey = GreyImage.From(bgr))
         using (var small = new Mat())
         {
-            Cv2.CvtColor(bgr, grey, bgr.Channels() == 4 ? ColorConversionCodes.BGRA2GRAY : ColorConversionCodes.BGR2GRAY);
             Cv2.Resize(grey, small, new Size(Math.Max(1, (int)Math.Round(size.Width * m)), Math.Max(1, (int)Math.Round(size.Height * m))), 0, 0, InterpolationFlags.Area);
             _motion.Update(small);
         }

@@ -174,7 +174,7 @@ internal sealed class FindStage(Func<IFaceFinder> finderFactory, ChannelReader<F
         {
             try
             {
-                if (finder.ReadsGrey) work.Grey = HogScanImage.Grey(work.Frame.Image);
+                if (finder.ReadsGrey) work.Grey = GreyImage.From(work.Frame.Image);
                 work.Boxes = finder.Find(work.Grey ?? work.Frame.Image);
             }
             catch { work.Dispose(); throw; }
