@@ -7,6 +7,11 @@ public static class Program
     {
         Deid.Media.NativeMemory.TuneForStreaming();
         Deid.Media.OpenCvThreads.TuneForStreaming();
+        if (Deid.Models.TorchSharpLifetimes.Problem is { } unsafeTorch)
+        {
+            Console.Error.WriteLine($"bench: {unsafeTorch}");
+            return 1;
+        }
         if (args is ["--child-rss", var input, var output, var mode]) return PipelineBench.ChildRss(input, output, mode);
         if (args is ["--child-detector", var i, var o, var detector]) return DetectorBench.Child(i, o, detector);
         if (args is ["--child-ssd-cpu", var clip]) return DetectorBench.ChildSsdCpu(clip);

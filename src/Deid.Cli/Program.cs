@@ -9,6 +9,11 @@ public static class Program
     {
         Deid.Media.NativeMemory.TuneForStreaming();
         Deid.Media.OpenCvThreads.TuneForStreaming();
+        if (Deid.Models.TorchSharpLifetimes.Problem is { } unsafeTorch)
+        {
+            Console.Error.WriteLine($"deid: error: {unsafeTorch}");
+            return CliErrors.Failure;
+        }
         var root = new RootCommand("Deid: de-identify faces in video and reenact still photos.");
         root.Subcommands.Add(AnonymizeCommand.Create());
         root.Subcommands.Add(ReenactCommand.Create());

@@ -16,7 +16,10 @@ public sealed class PyTorchCheckpointTests
     {
         Assert.True(expected.dtype == actual.dtype, $"{name}: dtype {actual.dtype}, expected {expected.dtype}");
         Assert.Equal(expected.shape, actual.shape);
-        Assert.True(expected.contiguous().bytes.SequenceEqual(actual.contiguous().bytes), $"{name}: bytes differ");
+        // Named, so that neither copy can be freed while its bytes are read (a Span keeps no tensor alive).
+        using var e = expected.contiguous();
+        using var a = actual.contiguous();
+        Assert.True(e.bytes.SequenceEqual(a.bytes), $"{name}: bytes differ");
     }
 
     [Theory]

@@ -34,7 +34,8 @@ public sealed class PyTorchImportTests
                 using var got = f.Read(k);
                 var want = k == "latent_avg" ? reference["out.latent_avg"][0] : reference["state." + k];
                 Assert.Equal(want.shape, got.shape);
-                Assert.True(want.contiguous().bytes.SequenceEqual(got.bytes), $"{k} differs");
+                using var wantBytes = want.contiguous();   // named: a Span keeps no tensor alive
+                Assert.True(wantBytes.bytes.SequenceEqual(got.bytes), $"{k} differs");
             }
             Assert.Equal(SafeTensors.Sha256(Reference(file)), f.Metadata["source_sha256"]);
             Assert.Equal("stylegan2", f.Metadata["kind"]);
