@@ -15,10 +15,10 @@ optimized. TorchSharp's wrappers are thin: about a microsecond more per op.
 
 Idempotent: a file with both bits already set is left untouched. Usage: torchsharp-debuggable.py DLL [...]
 """
-import os
-import shutil
 import struct
 import sys
+
+import outputfile
 
 # DebuggingModes.Default (JIT tracking) and DisableOptimizations, as a Debug build sets them: the runtime
 # compiles debuggable code only with both (measured: DisableOptimizations alone left the bug in place).
@@ -153,12 +153,7 @@ def patch(path):
     if modes & DEBUGGABLE == DEBUGGABLE:
         return
     struct.pack_into("<I", data, blob + 3, modes | DEBUGGABLE)
-    # A new file renamed over the old one: never writes through a hard link into the NuGet cache.
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    shutil.copymode(path, tmp)
-    os.replace(tmp, path)
+    outputfile.replace(path, data)
     print(f"TorchSharp compiled as debuggable code (arguments kept alive): {path}")
 
 

@@ -9,6 +9,8 @@ Usage: weaken-glibcxx.py LIB.so [...]
 """
 import struct, sys
 
+import outputfile
+
 VERSION = b"GLIBCXX_3.4.32"
 SYMBOL = b"_ZSt21ios_base_library_initv"
 
@@ -61,12 +63,7 @@ def patch(path):
                 data[so + 4] = (2 << 4) | (st_info & 0xF)
                 changed = True
     if changed:
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        import os, shutil
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
+        outputfile.replace(path, data)
         print(f"weakened {VERSION.decode()} need in {path}")
 
 
