@@ -73,7 +73,7 @@ def patch(path):
     nstreams = u16(meta + 16 + ver_len + 2)
     pos = meta + 16 + ver_len + 4
     for _ in range(nstreams):
-        off, size = u32(pos), u32(pos + 4)
+        off = u32(pos)
         end = data.index(b"\0", pos + 8)
         name = data[pos + 8:end].decode()
         streams[name] = meta + off
@@ -161,7 +161,7 @@ failed = False
 for p in sys.argv[1:]:
     try:
         patch(p)
-    except (Error, IndexError, ValueError, struct.error) as e:
+    except (Error, LookupError, ValueError, struct.error) as e:   # LookupError: a missing stream or a bad offset
         print(f"torchsharp-debuggable.py: {p}: {e}", file=sys.stderr)
         failed = True
 sys.exit(1 if failed else 0)
