@@ -83,5 +83,20 @@ public sealed unsafe class DlibFaceDetector : IDisposable
         }
     }
 
+    /// <summary>
+    /// HOG feature values (all 31 planes) the shim's table-driven features compute differently from dlib's own on an
+    /// 8-bit grey image: as the detector's first pyramid level sees it (<paramref name="asPyramidLevel"/> false) or as
+    /// a copy, as its lower levels are held. 0 is the contract (the detector's verdicts are then dlib's).
+    /// </summary>
+    internal static long FhogMismatches(Mat grey, bool asPyramidLevel, int padding)
+    {
+        if (grey.Type() != MatType.CV_8UC1) throw new ArgumentException($"expected an 8-bit grey image, got {grey.Type()}", nameof(grey));
+        Native.EnsureLoaded();
+        long n = Native.deid_fhog_mismatches((byte*)grey.Data, grey.Width, grey.Height, (int)grey.Step(), asPyramidLevel ? 1 : 0, padding);
+        GC.KeepAlive(grey);
+        if (n < 0) throw new FaceException("HOG feature comparison failed: " + Native.LastError());
+        return n;
+    }
+
     public void Dispose() => _handle.Dispose();
 }

@@ -89,6 +89,9 @@ internal static unsafe partial class Native
     internal static partial void deid_detector_free(IntPtr detector);
 
     [LibraryImport(Lib)]
+    internal static partial long deid_fhog_mismatches(byte* data, int width, int height, int stride, int asCopy, int padding);
+
+    [LibraryImport(Lib)]
     internal static partial int deid_detect(DetectorHandle detector, byte* data, int width, int height, int stride, int channels,
         int upsample, double adjustThreshold, int maxLevels, double* output, int maxFaces);
 

@@ -276,3 +276,52 @@ public class LandmarkTests
         }
     }
 }
+
+/// <summary>
+/// The shim computes dlib's HOG features with the gradient's orientation looked up in a table instead of dlib's 9 dot
+/// products per pixel: the features, and so every detection, must be dlib's bit for bit, on real frames and on images
+/// made to reach every gradient and every column path (widths that leave dlib's 8-pixel loop a remainder).
+/// </summary>
+public class FhogTableTests
+{
+    public static TheoryData<string> Clips => new() { "talk_d3.mp4", "talk_1080p.mp4" };
+
+    [Theory]
+    [MemberData(nameof(Clips))]
+    public void RealFramesGiveDlibsFeatures(string clip)
+    {
+        foreach (var png in TestMedia.Frames(clip, 3, 40))
+        {
+            using var bgr = TestMedia.Read(png);
+            using var grey = GreyImage.From(bgr);
+            foreach (var level in new[] { false, true })
+                Assert.Equal(0, DlibFaceDetector.FhogMismatches(grey, level, padding: 10));
+        }
+    }
+
+    [Fact]
+    public void EveryGradientAndEveryWidthGivesDlibsFeatures()
+    {
+        var rng = new Random(13);
+        foreach (var (w, h) in new[] { (17, 17), (80, 80), (81, 95), (100, 83), (127, 64), (203, 131), (330, 241) })
+        {
+            // Noise with every step from -255 to 255, an edge at full contrast, and a flat field.
+            using var noise = new Mat(h, w, MatType.CV_8UC1);
+            var bytes = new byte[w * h];
+            rng.NextBytes(bytes);
+            for (int i = 0; i < bytes.Length; i += 7) bytes[i] = (byte)(i % 2 == 0 ? 0 : 255);
+            System.Runtime.InteropServices.Marshal.Copy(bytes, 0, noise.Data, bytes.Length);
+            using var edge = new Mat(h, w, MatType.CV_8UC1, Scalar.All(0));
+            edge[new Rect(w / 3, 0, w - w / 3, h)].SetTo(Scalar.All(255));
+            using var flat = new Mat(h, w, MatType.CV_8UC1, Scalar.All(90));
+            // A view into a wider buffer: the stride is not the width.
+            using var wide = new Mat(h, w + 13, MatType.CV_8UC1, Scalar.All(7));
+            noise.CopyTo(wide[new Rect(5, 0, w, h)]);
+            using var view = new Mat(wide, new Rect(5, 0, w, h));
+            foreach (var img in new[] { noise, edge, flat, view })
+                foreach (var level in new[] { false, true })
+                    foreach (var padding in new[] { 1, 10 })
+                        Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, level, padding));
+        }
+    }
+}
