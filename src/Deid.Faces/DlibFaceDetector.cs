@@ -98,5 +98,19 @@ public sealed unsafe class DlibFaceDetector : IDisposable
         return n;
     }
 
+    /// <summary>
+    /// Saliency values the shim's separable filter (rows of zeros skipped) computes differently from dlib's own, over
+    /// every filter bank of the face detector on this 8-bit grey image's HOG planes. 0 is the contract.
+    /// </summary>
+    internal static long FilterMismatches(Mat grey)
+    {
+        if (grey.Type() != MatType.CV_8UC1) throw new ArgumentException($"expected an 8-bit grey image, got {grey.Type()}", nameof(grey));
+        Native.EnsureLoaded();
+        long n = Native.deid_filter_mismatches((byte*)grey.Data, grey.Width, grey.Height, (int)grey.Step());
+        GC.KeepAlive(grey);
+        if (n < 0) throw new FaceException("HOG filter comparison failed: " + Native.LastError());
+        return n;
+    }
+
     public void Dispose() => _handle.Dispose();
 }

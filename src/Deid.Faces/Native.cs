@@ -89,6 +89,9 @@ internal static unsafe partial class Native
     internal static partial void deid_detector_free(IntPtr detector);
 
     [LibraryImport(Lib)]
+    internal static partial long deid_filter_mismatches(byte* data, int width, int height, int stride);
+
+    [LibraryImport(Lib)]
     internal static partial long deid_fhog_mismatches(byte* data, int width, int height, int stride, int asCopy, int padding);
 
     [LibraryImport(Lib)]

@@ -279,8 +279,10 @@ public class LandmarkTests
 
 /// <summary>
 /// The shim computes dlib's HOG features with the gradient's orientation looked up in a table instead of dlib's 9 dot
-/// products per pixel: the features, and so every detection, must be dlib's bit for bit, on real frames and on images
-/// made to reach every gradient and every column path (widths that leave dlib's 8-pixel loop a remainder).
+/// products per pixel, and runs dlib's separable filter with rows of zeros skipped: the features and the filter
+/// banks' saliency images, and so every detection, must be dlib's bit for bit, on real frames (with the finder's black
+/// margin, as it scans them) and on images made to reach every gradient and every column path (widths that leave
+/// dlib's 8-pixel loops a remainder).
 /// </summary>
 public class FhogTableTests
 {
@@ -296,6 +298,11 @@ public class FhogTableTests
             using var grey = GreyImage.From(bgr);
             foreach (var level in new[] { false, true })
                 Assert.Equal(0, DlibFaceDetector.FhogMismatches(grey, level, padding: 10));
+            using var padded = new Mat();
+            Cv2.CopyMakeBorder(grey, padded, 40, 40, 40, 40, BorderTypes.Constant, Scalar.All(0));
+            using var scan = new Mat();
+            Cv2.Resize(padded, scan, new Size(padded.Width * 594 / Math.Max(padded.Width, padded.Height), padded.Height * 594 / Math.Max(padded.Width, padded.Height)), 0, 0, InterpolationFlags.Area);
+            Assert.Equal(0, DlibFaceDetector.FilterMismatches(scan));
         }
     }
 
@@ -319,9 +326,12 @@ public class FhogTableTests
             noise.CopyTo(wide[new Rect(5, 0, w, h)]);
             using var view = new Mat(wide, new Rect(5, 0, w, h));
             foreach (var img in new[] { noise, edge, flat, view })
+            {
                 foreach (var level in new[] { false, true })
                     foreach (var padding in new[] { 1, 10 })
                         Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, level, padding));
+                Assert.Equal(0, DlibFaceDetector.FilterMismatches(img));
+            }
         }
     }
 }

@@ -259,6 +259,115 @@ void impl_extract_fhog_features<dlib::array2d<unsigned char>, dlib::array<dlib::
 }  // namespace impl_fhog
 }  // namespace dlib
 
+// ---- dlib's separable filter, skipping rows of zeros ----
+// The detector's filter bank runs dlib's float_spatially_filter_image_separable once per separable term of every
+// plane of every pyramid level: most of its time. Its HOG planes have rows that are all zero: the filter padding dlib
+// adds round each plane, and the black margin the finder adds round the frame. A row filter over zeros gives +0
+// (dlib's sums start from +0, and +0 plus any product of +0 is +0), so those rows of the scratch image are set to +0
+// rather than filtered; everything else is dlib's arithmetic in its order, so the saliency images are dlib's bit for
+// bit (the detector tests compare detections; deid_filter_mismatches compares the images).
+namespace deid {
+template <typename image_type>
+bool row_is_zero(const image_type& img, long r) {
+    const float* p = &img[r][0];
+    uint32_t bits = 0;
+    for (long c = 0; c < img.nc(); ++c) { uint32_t b; std::memcpy(&b, p + c, 4); bits |= b; }
+    return bits == 0;
+}
+}  // namespace deid
+
+namespace dlib {
+template <>
+rectangle float_spatially_filter_image_separable<array2d<float>, array2d<float>, matrix<float, 0, 1>, matrix<float, 0, 1>>(
+    const array2d<float>& in_img_, array2d<float>& out_img_, const matrix_exp<matrix<float, 0, 1>>& _row_filter,
+    const matrix_exp<matrix<float, 0, 1>>& _col_filter, array2d<float>& scratch_, bool add_to) {
+    const_temp_matrix<matrix<float, 0, 1>> row_filter(_row_filter);
+    const_temp_matrix<matrix<float, 0, 1>> col_filter(_col_filter);
+    const_image_view<array2d<float>> in_img(in_img_);
+    image_view<array2d<float>> out_img(out_img_);
+    if (in_img.size() == 0) { out_img.clear(); return rectangle(); }
+    out_img.set_size(in_img.nr(), in_img.nc());
+    const long first_row = col_filter.size() / 2;
+    const long first_col = row_filter.size() / 2;
+    const long last_row = in_img.nr() - ((col_filter.size() - 1) / 2);
+    const long last_col = in_img.nc() - ((row_filter.size() - 1) / 2);
+    const rectangle non_border = rectangle(first_col, first_row, last_col - 1, last_row - 1);
+    if (!add_to) zero_border_pixels(out_img, non_border);
+    image_view<array2d<float>> scratch(scratch_);
+    scratch.set_size(in_img.nr(), in_img.nc());
+
+    for (long r = 0; r < in_img.nr(); ++r) {
+        if (deid::row_is_zero(in_img_, r)) {
+            if (last_col > first_col) std::memset(&scratch[r][first_col], 0, sizeof(float) * (size_t)(last_col - first_col));
+            continue;
+        }
+        long c = first_col;
+        for (; c < last_col - 7; c += 8) {
+            simd8f p, p2, p3, temp = 0, temp2 = 0, temp3 = 0;
+            long n = 0;
+            for (; n < row_filter.size() - 2; n += 3) {
+                p.load(&in_img[r][c - first_col + n]);
+                p2.load(&in_img[r][c - first_col + n + 1]);
+                p3.load(&in_img[r][c - first_col + n + 2]);
+                temp += p * row_filter(n);
+                temp2 += p2 * row_filter(n + 1);
+                temp3 += p3 * row_filter(n + 2);
+            }
+            for (; n < row_filter.size(); ++n) {
+                p.load(&in_img[r][c - first_col + n]);
+                temp += p * row_filter(n);
+            }
+            temp += temp2 + temp3;
+            temp.store(&scratch[r][c]);
+        }
+        for (; c < last_col; ++c) {
+            float p;
+            float temp = 0;
+            for (long n = 0; n < row_filter.size(); ++n) {
+                p = in_img[r][c - first_col + n];
+                temp += p * row_filter(n);
+            }
+            scratch[r][c] = temp;
+        }
+    }
+
+    for (long r = first_row; r < last_row; ++r) {
+        long c = first_col;
+        for (; c < last_col - 7; c += 8) {
+            simd8f p, p2, p3, temp = 0, temp2 = 0, temp3 = 0;
+            long m = 0;
+            for (; m < col_filter.size() - 2; m += 3) {
+                p.load(&scratch[r - first_row + m][c]);
+                p2.load(&scratch[r - first_row + m + 1][c]);
+                p3.load(&scratch[r - first_row + m + 2][c]);
+                temp += p * col_filter(m);
+                temp2 += p2 * col_filter(m + 1);
+                temp3 += p3 * col_filter(m + 2);
+            }
+            for (; m < col_filter.size(); ++m) {
+                p.load(&scratch[r - first_row + m][c]);
+                temp += p * col_filter(m);
+            }
+            temp += temp2 + temp3;
+            if (add_to == false) {
+                temp.store(&out_img[r][c]);
+            } else {
+                p.load(&out_img[r][c]);
+                temp += p;
+                temp.store(&out_img[r][c]);
+            }
+        }
+        for (; c < last_col; ++c) {
+            float temp = 0;
+            for (long m = 0; m < col_filter.size(); ++m) temp += scratch[r - first_row + m][c] * col_filter(m);
+            if (add_to == false) out_img[r][c] = temp;
+            else out_img[r][c] += temp;
+        }
+    }
+    return non_border;
+}
+}  // namespace dlib
+
 namespace deid {
 // dlib's serialization primitives read from a file in memory, as serialize.h writes them: an integer is a control
 // byte (bit 7: negative, for signed types; low 4 bits: byte count) and that many bytes little-endian; a float is a
@@ -545,6 +654,21 @@ asm(".section .rodata\n"
     ".previous\n");
 
 namespace {
+// dlib's face detector, read once per process from the copy embedded in the shim; callers copy it (a detector keeps
+// per-image state while it scans).
+const dlib::frontal_face_detector& frontal_prototype() {
+    static const dlib::frontal_face_detector prototype = [] {
+        std::istringstream in(std::string(reinterpret_cast<const char*>(deid_frontal_face_detector),
+                                          (size_t)(deid_frontal_face_detector_end - deid_frontal_face_detector)));
+        dlib::frontal_face_detector d;
+        dlib::deserialize(d, in);
+        return d;
+    }();
+    return prototype;
+}
+}  // namespace
+
+namespace {
 // dlib's face detector, and copies of it that scan fewer pyramid levels, made on first use: the same weights and
 // filter bank (rebuilt from them as deserialization does), a scanner configured to stop after max_levels levels.
 struct detector {
@@ -618,17 +742,42 @@ DEID_API long deid_fhog_mismatches(const unsigned char* data, int width, int hei
 
 DEID_API void* deid_detector_new() {
     try {
-        // Read once per process, copied per caller: a detector keeps per-image state while it scans.
-        static const dlib::frontal_face_detector prototype = [] {
-            std::istringstream in(std::string(reinterpret_cast<const char*>(deid_frontal_face_detector),
-                                              (size_t)(deid_frontal_face_detector_end - deid_frontal_face_detector)));
-            dlib::frontal_face_detector d;
-            dlib::deserialize(d, in);
-            return d;
-        }();
-        return new detector{prototype, {}};
+        return new detector{frontal_prototype(), {}};
     }
     catch (const std::exception& e) { fail(e); return nullptr; }
+}
+
+// How many saliency values the shim's separable filter (the one with zero rows skipped) computes differently from
+// dlib's own, over every filter bank of the face detector applied to this 8-bit grey image's HOG planes as its first
+// pyramid level has them; -1 on error. The tests hold it to 0.
+DEID_API long deid_filter_mismatches(const unsigned char* data, int width, int height, int stride) {
+    try {
+        const auto& det = frontal_prototype();
+        const auto& scanner = det.get_scanner();
+        dlib::array<dlib::array2d<float>> feats;
+        dlib::extract_fhog_features(deid::gray_view{data, height, width, stride}, feats, (int)scanner.get_cell_size(),
+                                    (int)scanner.get_fhog_window_height(), (int)scanner.get_fhog_window_width());
+        long differ = 0;
+        for (unsigned long d = 0; d < det.num_detectors(); ++d) {
+            const auto fb = scanner.build_fhog_filterbank(det.get_w(d));
+            dlib::array2d<float> ours, theirs, scratch;
+            bool first = true;
+            for (size_t i = 0; i < fb.row_filters.size(); ++i)
+                for (size_t j = 0; j < fb.row_filters[i].size(); ++j) {
+                    const auto& row = fb.row_filters[i][j];
+                    const auto& col = fb.col_filters[i][j];
+                    dlib::float_spatially_filter_image_separable(feats[i], ours, row, col, scratch, !first);
+                    // The same filters as matrix expressions: dlib's own template, not the specialisation.
+                    dlib::float_spatially_filter_image_separable(feats[i], theirs, dlib::rowm(row, dlib::range(0, row.size() - 1)),
+                                                                 dlib::rowm(col, dlib::range(0, col.size() - 1)), scratch, !first);
+                    first = false;
+                }
+            if (ours.nr() != theirs.nr() || ours.nc() != theirs.nc()) { differ += ours.size() + theirs.size(); continue; }
+            for (long r = 0; r < ours.nr(); ++r)
+                for (long c = 0; c < ours.nc(); ++c) differ += std::memcmp(&ours[r][c], &theirs[r][c], sizeof(float)) != 0;
+        }
+        return differ;
+    } catch (const std::exception& e) { return fail(e); }
 }
 
 DEID_API void deid_detector_free(void* d) { delete static_cast<detector*>(d); }
