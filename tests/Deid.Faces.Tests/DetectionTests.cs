@@ -335,3 +335,32 @@ public class FhogTableTests
         }
     }
 }
+
+public class FhogTableCoverageTests
+{
+    /// <summary>
+    /// Every one of the 511² gradient pairs at a pixel of its own: centres 3 px apart, each with its own left, right,
+    /// top and bottom neighbours set to make the pair, so the table is compared with dlib's loop on all of it.
+    /// </summary>
+    [Fact]
+    public void EveryGradientPairGivesDlibsFeatures()
+    {
+        const int n = 511, side = 3 * n + 2;
+        var bytes = new byte[side * side];
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < n; i++)
+            {
+                int gx = i - 255, gy = j - 255, x = 3 * i + 1, y = 3 * j + 1;
+                int left = Math.Max(0, -gx), top = Math.Max(0, -gy);
+                bytes[y * side + x - 1] = (byte)left;
+                bytes[y * side + x + 1] = (byte)(left + gx);
+                bytes[(y - 1) * side + x] = (byte)top;
+                bytes[(y + 1) * side + x] = (byte)(top + gy);
+                bytes[y * side + x] = 128;
+            }
+        using var img = new Mat(side, side, MatType.CV_8UC1);
+        System.Runtime.InteropServices.Marshal.Copy(bytes, 0, img.Data, bytes.Length);
+        Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, asPyramidLevel: false, padding: 10));
+        Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, asPyramidLevel: true, padding: 10));
+    }
+}

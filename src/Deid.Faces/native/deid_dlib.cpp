@@ -5,6 +5,7 @@
 #include <dlib/image_processing.h>
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -44,11 +45,12 @@ template <> struct image_traits<deid::gray_view> { typedef unsigned char pixel_t
 
 // ---- dlib's HOG features with the orientation looked up ----
 // dlib's fhog (impl_extract_fhog_features, fhog.h) snaps each pixel's gradient to one of 18 orientations by 9 dot
-// products, each followed by two compares and four blends, per pixel: about half of all the time its face detector
-// takes. For an 8-bit grey image the gradient is a pair of integers in [-255, 255], so the orientation it picks is a
-// function of 511² inputs: computed once here with dlib's own operations in its order (the same simd8f arithmetic on
-// the same values) and looked up per pixel. Everything else below is dlib's computation unchanged, in its order, so
-// the features are dlib's bit for bit (deid_fhog_mismatches compares the two on any image; the tests run it).
+// products, each followed by two compares and four blends: most of its feature extraction's time, and so of its face
+// detector's. For an 8-bit grey image the gradient is a pair of integers in [-255, 255], so the orientation its SIMD
+// loop picks is a function of 511² inputs: computed once here by that loop's own code on every pair, and looked up
+// per pixel. Everything else below (its scalar loop for the last columns included) is dlib's computation unchanged,
+// in its order, so the features are dlib's bit for bit: deid_fhog_mismatches compares the two on any image, and the
+// tests run it on real frames and on an image that holds every gradient pair.
 namespace deid {
 class orientation_table {
 public:
@@ -59,27 +61,37 @@ public:
 private:
     std::vector<unsigned char> bins_;
 
+public:
+    // The unit vectors of the orientations, as fhog.h declares them: float matrices comma-initialised from these
+    // double literals.
+    static const std::array<dlib::matrix<float, 2, 1>, 9>& directions() {
+        static const std::array<dlib::matrix<float, 2, 1>, 9> d = [] {
+            std::array<dlib::matrix<float, 2, 1>, 9> v;
+            v[0] = 1.0000, 0.0000;
+            v[1] = 0.9397, 0.3420;
+            v[2] = 0.7660, 0.6428;
+            v[3] = 0.500, 0.8660;
+            v[4] = 0.1736, 0.9848;
+            v[5] = -0.1736, 0.9848;
+            v[6] = -0.5000, 0.8660;
+            v[7] = -0.7660, 0.6428;
+            v[8] = -0.9397, 0.3420;
+            return v;
+        }();
+        return d;
+    }
+
+private:
     orientation_table() : bins_(511 * 511) {
         using dlib::simd8f;
         using dlib::simd8f_bool;
-        // As fhog.h declares them: float matrices comma-initialised from these double literals.
-        dlib::matrix<float, 2, 1> directions[9];
-        directions[0] = 1.0000, 0.0000;
-        directions[1] = 0.9397, 0.3420;
-        directions[2] = 0.7660, 0.6428;
-        directions[3] = 0.500, 0.8660;
-        directions[4] = 0.1736, 0.9848;
-        directions[5] = -0.1736, 0.9848;
-        directions[6] = -0.5000, 0.8660;
-        directions[7] = -0.7660, 0.6428;
-        directions[8] = -0.9397, 0.3420;
+        const auto& directions = orientation_table::directions();
         for (int gy = -255; gy <= 255; ++gy)
             for (int gx0 = -255; gx0 <= 255; gx0 += 8) {
                 simd8f grad_x((float)gx0, (float)(gx0 + 1), (float)(gx0 + 2), (float)(gx0 + 3), (float)(gx0 + 4),
                               (float)(gx0 + 5), (float)(gx0 + 6), (float)(gx0 + 7));
                 simd8f grad_y((float)gy);
-                // dlib's loop (the SIMD one; its scalar one for the last columns picks the same: a strictly greater
-                // dot wins, the positive direction before the negative, lower orientations first).
+                // dlib's SIMD loop, as it is.
                 simd8f best_dot = 0;
                 simd8f best_o = 0;
                 for (int o = 0; o < 9; o++) {
@@ -108,6 +120,7 @@ void fhog_by_table(const image_type& img_, out_type& hog, int cell_size, int fil
     static_assert(std::is_same<typename image_traits<image_type>::pixel_type, unsigned char>::value,
                   "the orientation table is for 8-bit grey images");
     const orientation_table& table = orientation_table::get();
+    const auto& directions = orientation_table::directions();
     const_image_view<image_type> img(img_);
 
     const int cells_nr = (int)((float)img.nr() / (float)cell_size + 0.5);
@@ -171,7 +184,15 @@ void fhog_by_table(const image_type& img_, out_type& hog, int cell_size, int fil
             matrix<float, 2, 1> grad;
             float v;
             get_gradient(y, x, img, grad, v);
-            const int best_o = table[((int)grad(1) + 255) * 511 + (int)grad(0) + 255];
+            // dlib's scalar loop for the last columns, as it is: the table holds what its SIMD loop picks, and the
+            // compiler may contract this scalar arithmetic differently.
+            float best_dot = 0;
+            int best_o = 0;
+            for (int o = 0; o < 9; o++) {
+                const float dot = dlib::dot(directions[o], grad);
+                if (dot > best_dot) { best_dot = dot; best_o = o; }
+                else if (-dot > best_dot) { best_dot = -dot; best_o = o + 9; }
+            }
             v = std::sqrt(v);
             const float xp = ((double)x + 0.5) / (double)cell_size - 0.5;
             const int ixp = (int)std::floor(xp);
