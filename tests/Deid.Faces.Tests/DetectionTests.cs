@@ -336,14 +336,45 @@ public class FhogTableTests
     }
 }
 
-public class FhogTableCoverageTests
+public unsafe class FhogTableCoverageTests
 {
     /// <summary>
-    /// Every one of the 511² gradient pairs at a pixel of its own: centres 3 px apart, each with its own left, right,
-    /// top and bottom neighbours set to make the pair, so the table is compared with dlib's loop on all of it.
+    /// Both builds of the shim (x86-64 baseline and AVX2+FMA), loaded side by side, each against dlib's own code as it
+    /// was compiled into that build: the process's own detector uses only one of them, and their arithmetic differs
+    /// (the AVX2 build fuses multiply-adds where dlib's loops let the compiler), so each build's table and filter must
+    /// match that build's dlib.
     /// </summary>
     [Fact]
-    public void EveryGradientPairGivesDlibsFeatures()
+    public void EveryBuildOfTheShimGivesDlibsFeaturesAndSaliency()
+    {
+        using var lattice = GradientLattice();
+        using var frame = GreyImage.From(TestMedia.Read(TestMedia.Frames("talk_d3.mp4", 3, 40)[1]));
+        var builds = new List<string> { "libdeid_dlib.so" };
+        if (System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported) builds.Add("libdeid_dlib_avx2.so");
+        foreach (var file in builds)
+        {
+            var path = Path.Combine(AppContext.BaseDirectory, file);
+            Assert.True(File.Exists(path), path);
+            var lib = System.Runtime.InteropServices.NativeLibrary.Load(path);
+            try
+            {
+                var fhog = (delegate* unmanaged<byte*, int, int, int, int, int, long>)System.Runtime.InteropServices.NativeLibrary.GetExport(lib, "deid_fhog_mismatches");
+                var filter = (delegate* unmanaged<byte*, int, int, int, long>)System.Runtime.InteropServices.NativeLibrary.GetExport(lib, "deid_filter_mismatches");
+                foreach (var img in new[] { lattice, frame })
+                {
+                    byte* data = (byte*)img.Data;
+                    int w = img.Width, h = img.Height, step = (int)img.Step();
+                    Assert.True(fhog(data, w, h, step, 0, 10) == 0, $"{file}: features of the first level");
+                    Assert.True(fhog(data, w, h, step, 1, 10) == 0, $"{file}: features of a lower level");
+                    Assert.True(filter(data, w, h, step) == 0, $"{file}: saliency");
+                }
+            }
+            finally { System.Runtime.InteropServices.NativeLibrary.Free(lib); }
+        }
+    }
+
+    /// <summary>Every one of the 511² gradient pairs at a pixel of its own (see <see cref="EveryGradientPairGivesDlibsFeatures"/>).</summary>
+    private static Mat GradientLattice()
     {
         const int n = 511, side = 3 * n + 2;
         var bytes = new byte[side * side];
@@ -358,8 +389,19 @@ public class FhogTableCoverageTests
                 bytes[(y + 1) * side + x] = (byte)(top + gy);
                 bytes[y * side + x] = 128;
             }
-        using var img = new Mat(side, side, MatType.CV_8UC1);
+        var img = new Mat(side, side, MatType.CV_8UC1);
         System.Runtime.InteropServices.Marshal.Copy(bytes, 0, img.Data, bytes.Length);
+        return img;
+    }
+
+    /// <summary>
+    /// Every one of the 511² gradient pairs at a pixel of its own: centres 3 px apart, each with its own left, right,
+    /// top and bottom neighbours set to make the pair, so the table is compared with dlib's loop on all of it.
+    /// </summary>
+    [Fact]
+    public void EveryGradientPairGivesDlibsFeatures()
+    {
+        using var img = GradientLattice();
         Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, asPyramidLevel: false, padding: 10));
         Assert.Equal(0, DlibFaceDetector.FhogMismatches(img, asPyramidLevel: true, padding: 10));
     }
