@@ -55,8 +55,9 @@ public static class PipelineBench
         return cpuMs;
     }
 
-    /// <summary>Timed runs each of the floor and the whole pipeline per clip, alternately.</summary>
-    private const int TimedRuns = 5;
+    /// <summary>Timed runs each of the floor and the whole pipeline per clip, alternately (seven: five left the ratio
+    /// to the noise of a shared machine by ±0.05 between bench runs).</summary>
+    private const int TimedRuns = 7;
 
     private static double Median(IEnumerable<double> values)
     {
@@ -111,7 +112,9 @@ public static class PipelineBench
             DetectAlone(r, suite, frames, predictor, DetectorKind.Ssd);
             DetectAlone(r, suite, frames, predictor, DetectorKind.Both);
 
-            var aligner = new FfhqAligner(256, sharp: false); // as blur mode aligns
+            // As blur mode aligns: its stage's crop size, bilinear (no cubic kernel for a crop only blurred).
+            using IFaceStage blurStage = new BlurStage();
+            var aligner = new FfhqAligner(blurStage.CropSize, sharp: blurStage.ReplacesIdentity);
             var aligned = new List<(int Frame, AlignedFace Face)>();
             span = new Span();
             for (int i = 0; i < frames.Count; i++)
@@ -120,7 +123,7 @@ public static class PipelineBench
 
             var crops = aligned.Select(a => a.Face.Crop.Clone()).ToList();
             span = new Span();
-            foreach (var c in crops) FaceObfuscation.Blur(c);
+            foreach (var c in crops) FaceObfuscation.Blur(c); // what BlurStage.Process does to each crop
             stageCpu["blur"] = AddStage(r, suite, "face stage alone (blur)", span, frames.Count);
 
             // Blur mode feathers its crops in (no colour matching: that would pull them back towards the face),
@@ -148,9 +151,9 @@ public static class PipelineBench
 
         // The whole pipeline, blur mode, default detector and encoder, measured from its second run on (the first
         // pays for the JIT, the shape predictor's first read from disk and the native libraries' start-up).
-        // Then floor and whole alternately, five of each: each figure is the median of its five runs, so that a
-        // drift of the machine's speed moves both alike and one run slowed by something else on the machine does not
-        // decide the ratio.
+        // Then floor and whole alternately, TimedRuns of each: each figure is the median of its runs, so that a drift
+        // of the machine's speed moves both alike and runs slowed by something else on the machine (up to three of
+        // seven, on these shared 2-core machines) do not decide the ratio.
         var output = tmp.File("blur.mp4");
         var options = new AnonymizeOptions { Mode = AnonymizeMode.Blur, Output = encoder };
         Anonymizer.RunAsync(path, output, options).GetAwaiter().GetResult().Dispose();
