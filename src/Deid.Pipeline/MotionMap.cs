@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using OpenCvSharp;
 
 namespace Deid.Pipeline;
@@ -43,15 +45,20 @@ public sealed class MotionMap : IDisposable
     }
 
     /// <summary>
-    /// Each cell's mean, cells at the right and bottom edge over the pixels they hold. By whole-factor area
-    /// resampling of the interior and the edge strips apart: OpenCV's general area path (any size not a multiple of
-    /// <see cref="Cell"/>) builds a weight table per pixel and cost several times as much per frame.
+    /// Each cell's mean, cells at the right and bottom edge over the pixels they hold. The interior by
+    /// <see cref="WholeCellMeans"/>, the edge strips by OpenCV's area resampling apart: its general path (any size not
+    /// a multiple of <see cref="Cell"/>) builds a weight table per pixel and cost several times as much per frame.
     /// </summary>
     private void CellMeans(Mat grey, Size cells)
     {
         int w = grey.Width / Cell * Cell, h = grey.Height / Cell * Cell;
         _current.Create(cells, MatType.CV_8UC1);
-        Mean(new Rect(0, 0, w, h), new Rect(0, 0, w / Cell, h / Cell));
+        if (w > 0 && h > 0)
+        {
+            using var src = new Mat(grey, new Rect(0, 0, w, h));
+            using var dst = new Mat(_current, new Rect(0, 0, w / Cell, h / Cell));
+            WholeCellMeans(src, dst);
+        }
         if (w < grey.Width) Mean(new Rect(w, 0, grey.Width - w, h), new Rect(w / Cell, 0, 1, h / Cell));
         if (h < grey.Height) Mean(new Rect(0, h, w, grey.Height - h), new Rect(0, h / Cell, w / Cell, 1));
         if (w < grey.Width && h < grey.Height) Mean(new Rect(w, h, grey.Width - w, grey.Height - h), new Rect(w / Cell, h / Cell, 1, 1));
@@ -64,6 +71,51 @@ public sealed class MotionMap : IDisposable
             Cv2.Resize(src, dst, to.Size, 0, 0, InterpolationFlags.Area);
         }
     }
+
+    /// <summary>
+    /// The mean of each whole <see cref="Cell"/>² block of <paramref name="grey"/> (its size a multiple of the cell)
+    /// into <paramref name="means"/>, as OpenCV's whole-factor area resampling gives it: the sum of 16, times 1/16,
+    /// rounded to nearest, halves to even. OpenCV vectorises that path only for a factor of 2 and adds the 16 pixels
+    /// of a 4×4 block one at a time, which cost a third of a millisecond a frame at scan size; here sixteen pixels
+    /// of four rows at a time become four means with two multiply-adds of adjacent lanes (written for a cell of 4).
+    /// </summary>
+    internal static unsafe void WholeCellMeans(Mat grey, Mat means)
+    {
+        int rows = means.Rows, cols = means.Cols;
+        for (var cy = 0; cy < rows; cy++)
+        {
+            byte* r0 = (byte*)grey.Ptr(Cell * cy), d = (byte*)means.Ptr(cy);
+            long step = grey.Step();
+            byte* r1 = r0 + step, r2 = r1 + step, r3 = r2 + step;
+            var cx = 0;
+            if (Ssse3.IsSupported)
+            {
+                var ones8 = Vector128.Create((sbyte)1);
+                var ones16 = Vector128.Create((short)1);
+                for (; cx + 4 <= cols; cx += 4)
+                {
+                    int x = Cell * cx;
+                    // Pairs of a row (at most 510), four rows of pairs (at most 2040), then pairs of pairs: block sums.
+                    var pairs = Ssse3.MultiplyAddAdjacent(Vector128.Load(r0 + x), ones8) + Ssse3.MultiplyAddAdjacent(Vector128.Load(r1 + x), ones8)
+                              + Ssse3.MultiplyAddAdjacent(Vector128.Load(r2 + x), ones8) + Ssse3.MultiplyAddAdjacent(Vector128.Load(r3 + x), ones8);
+                    var sums = Sse2.MultiplyAddAdjacent(pairs, ones16);
+                    var mean = RoundedSixteenth(sums);
+                    var bytes = Sse2.PackUnsignedSaturate(Sse2.PackSignedSaturate(mean, mean), Sse2.PackSignedSaturate(mean, mean));
+                    *(uint*)(d + cx) = bytes.AsUInt32().ToScalar();
+                }
+            }
+            for (; cx < cols; cx++)
+            {
+                int x = Cell * cx, sum = 0;
+                for (var k = 0; k < Cell; k++) sum += r0[x + k] + r1[x + k] + r2[x + k] + r3[x + k];
+                d[cx] = (byte)((sum + 7 + ((sum >> 4) & 1)) >> 4);
+            }
+        }
+    }
+
+    /// <summary>sum / 16 rounded to nearest, halves to even (what OpenCV's cvRound does to sum · (1/16f)).</summary>
+    private static Vector128<int> RoundedSixteenth(Vector128<int> sum) =>
+        (sum + Vector128.Create(7) + ((sum >> 4) & Vector128.Create(1))) >> 4;
 
     /// <summary>Whether any cell under a scan-image rectangle changed (true without a reference).</summary>
     public bool IsDirty(Rect scan)

@@ -83,4 +83,60 @@ public class MotionMapTests
         var region = Assert.Single(map.DirtyRegions([], _ => 0, minCells: 1));
         Assert.True(region.Contains(strip), $"{region} should hold {strip}");
     }
+
+    /// <summary>
+    /// The cell means are OpenCV's whole-factor area resampling, value for value: on noise (every sum), on a picture
+    /// of exact halves (sums ≡ 8 mod 16, where rounding to even and rounding up part), and at widths that leave a
+    /// vector's worth of cells or less over.
+    /// </summary>
+    [Theory]
+    [InlineData(592, 592, 1)]
+    [InlineData(16, 8, 2)]
+    [InlineData(20, 4, 3)]
+    [InlineData(4, 12, 4)]
+    [InlineData(836, 472, 5)]
+    public void CellMeans_AreOpenCvsAreaMeans(int width, int height, int seed)
+    {
+        var rng = new Random(seed);
+        using var noise = new Mat(height, width, MatType.CV_8UC1);
+        var bytes = new byte[width * height];
+        rng.NextBytes(bytes);
+        System.Runtime.InteropServices.Marshal.Copy(bytes, 0, noise.Data, bytes.Length);
+        // Halves: each 4×4 block sums to 16q + 8 (one pixel of the block one above the rest, q from the noise).
+        using var halves = new Mat(height, width, MatType.CV_8UC1);
+        for (var y = 0; y < height; y++)
+            for (var x = 0; x < width; x++)
+            {
+                int q = bytes[(y / 4 * 4) * width + x / 4 * 4] % 254;
+                halves.Set(y, x, (byte)(q + ((x % 4 == 0 && y % 4 == 0) ? 8 : 0)));
+            }
+        foreach (var image in new[] { noise, halves })
+        {
+            using var expected = new Mat();
+            Cv2.Resize(image, expected, new Size(width / 4, height / 4), 0, 0, InterpolationFlags.Area);
+            using var actual = new Mat(height / 4, width / 4, MatType.CV_8UC1, Scalar.All(0));
+            MotionMap.WholeCellMeans(image, actual);
+            using var diff = new Mat();
+            Cv2.Absdiff(expected, actual, diff);
+            Assert.Equal(0, Cv2.CountNonZero(diff));
+        }
+    }
+
+    /// <summary>The same through a view into a larger picture (a row step that is not the width).</summary>
+    [Fact]
+    public void CellMeans_OfAView_AreOpenCvsAreaMeans()
+    {
+        using var whole = new Mat(100, 120, MatType.CV_8UC1);
+        var bytes = new byte[100 * 120];
+        new Random(6).NextBytes(bytes);
+        System.Runtime.InteropServices.Marshal.Copy(bytes, 0, whole.Data, bytes.Length);
+        using var view = new Mat(whole, new Rect(8, 4, 64, 40));
+        using var expected = new Mat();
+        Cv2.Resize(view, expected, new Size(16, 10), 0, 0, InterpolationFlags.Area);
+        using var actual = new Mat(10, 16, MatType.CV_8UC1, Scalar.All(0));
+        MotionMap.WholeCellMeans(view, actual);
+        using var diff = new Mat();
+        Cv2.Absdiff(expected, actual, diff);
+        Assert.Equal(0, Cv2.CountNonZero(diff));
+    }
 }
