@@ -30,6 +30,14 @@ public class StreamFinderTests
         return frames;
     }
 
+    /// <summary>talk_d3's first frame: a face of about 300 px, which the track searches shrink to their scale.</summary>
+    private static Mat LargeFace()
+    {
+        using var reader = new VideoReader(TestPaths.Video("talk_d3.mp4"));
+        using var f = reader.ReadFrames().First();
+        return f.Image.Clone();
+    }
+
     [Fact]
     public void ASecondFaceAppearingBetweenFullScans_IsFoundInItsFirstFrame()
     {
@@ -76,6 +84,54 @@ public class StreamFinderTests
             Assert.True(FaceBox.IoU(first, found) > 0.6, $"frame {i}: {found} moved away from {first}");
             if (i % HogStreamFinder.FullScanEvery != 0) Assert.False(stream.Last.FullScan);
         }
+    }
+
+    /// <summary>
+    /// A tracked face is first looked for where it was at its own size; one that jumped or grew beyond that between
+    /// two frames is still found in the second, by the wider search or its surroundings' at scan resolution (or a
+    /// full scan, where so much of the picture changed), where the full scan finds it.
+    /// </summary>
+    [Theory]
+    [InlineData(0.25, 0, 1.0, true)]    // beyond the near window, inside the track window
+    [InlineData(0.6, 0.1, 1.0, false)]  // beyond both: the surroundings, or a full scan
+    [InlineData(0, 0, 1.25, true)]      // grown beyond one pyramid level
+    [InlineData(0.05, 0.05, 1.0, true)] // the common case: the near window
+    public void AFaceThatMovedOrGrew_IsFoundInThatFrame(double dxFaces, double dyFaces, double scale, bool partial)
+    {
+        using var first = LargeFace();
+        using var stream = new HogStreamFinder();
+        using var full = new HogFaceFinder();
+        var face = Assert.Single(stream.Find(first));
+        // The whole picture moved and scaled about the face's centre.
+        using var m = new Mat(2, 3, MatType.CV_64FC1);
+        m.Set(0, 0, scale); m.Set(0, 1, 0.0); m.Set(0, 2, (1 - scale) * face.CenterX + dxFaces * face.Width);
+        m.Set(1, 0, 0.0); m.Set(1, 1, scale); m.Set(1, 2, (1 - scale) * face.CenterY + dyFaces * face.Height);
+        using var moved = new Mat();
+        Cv2.WarpAffine(first, moved, m, first.Size(), InterpolationFlags.Linear, BorderTypes.Constant, Scalar.All(128));
+        var expected = Assert.Single(full.Find(moved));
+        var found = stream.Find(moved);
+        if (partial) Assert.False(stream.Last.FullScan);
+        Assert.True(found.Any(f => FaceBox.IoU(f, expected) >= 0.4), $"the face at {expected} was not found (found: {string.Join(", ", found)})");
+    }
+
+    /// <summary>
+    /// A face that stays where it is, its picture changing a little (here: moved by a pixel every other frame), is
+    /// searched for where it was and keeps its box size from frame to frame: no drift frame after frame.
+    /// </summary>
+    [Fact]
+    public void AFaceThatStays_KeepsItsSize()
+    {
+        using var still = LargeFace();
+        using var moved = new Mat();
+        Cv2.CopyMakeBorder(still[new Rect(0, 0, still.Width - 1, still.Height)], moved, 0, 0, 1, 0, BorderTypes.Replicate);
+        using var stream = new HogStreamFinder();
+        var sizes = new List<float>();
+        for (var i = 0; i < HogStreamFinder.FullScanEvery; i++)
+        {
+            sizes.Add(Assert.Single(stream.Find(i % 2 == 0 ? still : moved)).Width);
+            if (i > 0) Assert.False(stream.Last.FullScan);
+        }
+        Assert.InRange(sizes.Max() / sizes.Min(), 1.0, 1.05);
     }
 
     /// <summary>Every face the full-frame scan finds, on every frame of a stretch of each shared clip, in the same place.</summary>
