@@ -144,6 +144,8 @@ public sealed class MotionMap : IDisposable
             using var cells = new Mat(mask, c);
             cells.SetTo(Scalar.All(0));
         }
+        // Most frames of a talking head change only under the tracked heads: nothing is left to label.
+        if (Cv2.CountNonZero(mask) == 0) return result;
         using var labels = new Mat();
         using var stats = new Mat();
         using var centroids = new Mat();
