@@ -265,11 +265,14 @@ public class ObfuscationTests
     }
 
     /// <summary>
-    /// The blend, four pixels at a time, against the per-pixel formula: runs of α 0, 255 and mixed values, a width
-    /// no multiple of four, and a destination that is a view into a larger image whose pixels beside it stay untouched.
+    /// The blend, eight and four pixels at a time, against the per-pixel formula: runs of α 0, 255 and mixed values
+    /// (runs of 6 leave no group of eight whole, runs of 12 some of each kind), a width no multiple of four, and a
+    /// destination that is a view into a larger image whose pixels beside it stay untouched.
     /// </summary>
-    [Fact]
-    public void BlendMatchesThePerPixelFormula_AndWritesOnlyItsRegion()
+    [Theory]
+    [InlineData(6)]
+    [InlineData(12)]
+    public void BlendMatchesThePerPixelFormula_AndWritesOnlyItsRegion(int run)
     {
         const int width = 67, height = 9;
         var rng = new Random(7);
@@ -279,8 +282,8 @@ public class ObfuscationTests
         rng.NextBytes(wb);
         for (var i = 0; i < width * height; i++)
         {
-            // Runs of 6 pixels share a kind: outside (0), inside (255) or rim (any value).
-            var kind = i / 6 % 3;
+            // Runs of pixels share a kind: outside (0), inside (255) or rim (any value).
+            var kind = i / run % 3;
             if (kind < 2) wb[4 * i + 3] = kind == 0 ? (byte)0 : (byte)255;
         }
         for (var y = 0; y < height; y++) System.Runtime.InteropServices.Marshal.Copy(wb, y * width * 4, warped.Ptr(y), width * 4);
