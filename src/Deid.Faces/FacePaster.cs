@@ -233,6 +233,7 @@ public static class FacePaster
         *(uint*)(d + 20) = second.AsUInt32().GetElement(2);
     }
 
+    /// <summary>The 16-bit mix of the 128-bit <see cref="Mix(Vector128{ushort}, Vector128{ushort}, Vector128{ushort})"/>, sixteen lanes at a time.</summary>
     private static Vector256<ushort> Mix(Vector256<ushort> w, Vector256<ushort> d, Vector256<ushort> a)
     {
         var x = w * a + d * (Vector256.Create((ushort)255) - a) + Vector256.Create((ushort)127);

@@ -42,12 +42,16 @@ public sealed class HogStreamFinder : IFaceFinder
     public const int TrackLevels = 3;
     /// <summary>
     /// Side of the square a tracked face is first searched in, in face sizes, shrunk so the face fills dlib's 80 px
-    /// window and searched at that one pyramid level: a face that moved under a tenth of its size and kept its size
-    /// (nearly every frame of a talking head) is found there at about a quarter of the wider search's cost. A miss
-    /// costs only that, before the wider search runs as it would have.
+    /// window (<see cref="NearFaceSide"/>) and searched at that one pyramid level: a face that moved under a tenth
+    /// of its size and kept its size (nearly every frame of a talking head) is found there at about a quarter of the
+    /// wider search's cost. A miss costs only that, before the wider search runs as it would have.
     /// </summary>
     public const float NearWindow = 1.3f;
-    /// <summary>Face size (scan px) a near window is shrunk to: dlib's detection window.</summary>
+    /// <summary>
+    /// Face size (scan px) a near window is shrunk to: the box side dlib's frontal detector gives a face its 80 px
+    /// window holds at the base level. So the box found there is the tracked one's size, frame after frame (at 80 it
+    /// shrank by a tenth a frame until the face was lost).
+    /// </summary>
     public const float NearFaceSide = 73f;
 
     /// <summary>
