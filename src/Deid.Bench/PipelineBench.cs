@@ -21,17 +21,17 @@ public static class PipelineBench
 
     public static void Run(BenchResults r)
     {
-        var clips = new[] { "talk_d3.mp4", "talk_1080p.mp4" }
-            .Select(c => (Clip: c, Path: Path.Combine(Suites.Shared, "media", "videos", c))).ToList();
-        foreach (var (clip, path) in clips)
+        var clips = new List<(string Clip, string Path)>();
+        foreach (var clip in new[] { "talk_d3.mp4", "talk_1080p.mp4" })
         {
-            if (!File.Exists(path)) { Console.Error.WriteLine($"skip {clip}: not found at {path}"); continue; }
-            RunClip(r, clip, path);
+            var path = Path.Combine(Suites.Shared, "media", "videos", clip);
+            if (File.Exists(path)) clips.Add((clip, path));
+            else Console.Error.WriteLine($"skip {clip}: not found at {path}");
         }
+        foreach (var (clip, path) in clips) RunClip(r, clip, path);
         // The torch detectors after every clip's floor and whole pipeline: a HOG run never loads libtorch (the CLI's
         // does not), so those are measured in a process that has not either.
-        foreach (var (clip, path) in clips)
-            if (File.Exists(path)) TorchDetectorRows(r, clip, path);
+        foreach (var (clip, path) in clips) TorchDetectorRows(r, clip, path);
         // DEID_BENCH_CLIPS_ONLY=1: the two clips' rows alone (while tuning; coverage also runs as `coverage`).
         if (Environment.GetEnvironmentVariable("DEID_BENCH_CLIPS_ONLY") == "1") return;
         Coverage(r);

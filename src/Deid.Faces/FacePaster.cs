@@ -186,8 +186,7 @@ public static class FacePaster
         if (alpha == Vector128.Create(0xFF000000u)) result = Ssse3.Shuffle(px, toBgr);
         else
         {
-            // Never 16 bytes: the 4 past them may be frame pixels outside this region, or past the image's end.
-            var under = Vector128.Create(*(ulong*)d, *(uint*)(d + 8)).AsByte();
+            var under = Load12(d);
             var toBgrx = Vector128.Create((byte)0, 1, 2, 0x80, 3, 4, 5, 0x80, 6, 7, 8, 0x80, 9, 10, 11, 0x80);
             var dx = Ssse3.Shuffle(under, toBgrx);
             var a = Ssse3.Shuffle(px, Vector128.Create((byte)3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11, 15, 15, 15, 15));
@@ -195,8 +194,20 @@ public static class FacePaster
             var hi = Mix(Vector128.WidenUpper(px), Vector128.WidenUpper(dx), Vector128.WidenUpper(a));
             result = Ssse3.Shuffle(Vector128.Narrow(lo, hi), toBgr);
         }
-        *(ulong*)d = result.AsUInt64().GetElement(0);
-        *(uint*)(d + 8) = result.AsUInt32().GetElement(2);
+        Store12(d, result);
+    }
+
+    /// <summary>
+    /// Four BGR pixels into the low 12 bytes. Never 16 bytes, read or written: the 4 past them may be frame pixels
+    /// outside this region, or past the image's end.
+    /// </summary>
+    private static unsafe Vector128<byte> Load12(byte* d) => Vector128.Create(*(ulong*)d, *(uint*)(d + 8)).AsByte();
+
+    /// <summary>The low 12 bytes of <paramref name="bgr"/> (four BGR pixels) to <paramref name="d"/>, nothing past them.</summary>
+    private static unsafe void Store12(byte* d, Vector128<byte> bgr)
+    {
+        *(ulong*)d = bgr.AsUInt64().GetElement(0);
+        *(uint*)(d + 8) = bgr.AsUInt32().GetElement(2);
     }
 
     /// <summary>
@@ -214,8 +225,7 @@ public static class FacePaster
         if (alpha == Vector256.Create(0xFF000000u)) result = Avx2.Shuffle(px, toBgr);
         else
         {
-            var under = Vector256.Create(Vector128.Create(*(ulong*)d, *(uint*)(d + 8)).AsByte(),
-                Vector128.Create(*(ulong*)(d + 12), *(uint*)(d + 20)).AsByte());
+            var under = Vector256.Create(Load12(d), Load12(d + 12));
             var toBgrx = Vector256.Create((byte)0, 1, 2, 0x80, 3, 4, 5, 0x80, 6, 7, 8, 0x80, 9, 10, 11, 0x80,
                 0, 1, 2, 0x80, 3, 4, 5, 0x80, 6, 7, 8, 0x80, 9, 10, 11, 0x80);
             var dx = Avx2.Shuffle(under, toBgrx);
@@ -225,12 +235,8 @@ public static class FacePaster
             var hi = Mix(Vector256.WidenUpper(px), Vector256.WidenUpper(dx), Vector256.WidenUpper(a));
             result = Avx2.Shuffle(Vector256.Narrow(lo, hi), toBgr);
         }
-        var first = result.GetLower();
-        var second = result.GetUpper();
-        *(ulong*)d = first.AsUInt64().GetElement(0);
-        *(uint*)(d + 8) = first.AsUInt32().GetElement(2);
-        *(ulong*)(d + 12) = second.AsUInt64().GetElement(0);
-        *(uint*)(d + 20) = second.AsUInt32().GetElement(2);
+        Store12(d, result.GetLower());
+        Store12(d + 12, result.GetUpper());
     }
 
     /// <summary>The 16-bit mix of the 128-bit <see cref="Mix(Vector128{ushort}, Vector128{ushort}, Vector128{ushort})"/>, sixteen lanes at a time.</summary>

@@ -108,7 +108,7 @@ public sealed class MotionMap : IDisposable
             {
                 int x = Cell * cx, sum = 0;
                 for (var k = 0; k < Cell; k++) sum += r0[x + k] + r1[x + k] + r2[x + k] + r3[x + k];
-                d[cx] = (byte)((sum + 7 + ((sum >> 4) & 1)) >> 4);
+                d[cx] = (byte)RoundedSixteenth(sum);
             }
         }
     }
@@ -116,6 +116,9 @@ public sealed class MotionMap : IDisposable
     /// <summary>sum / 16 rounded to nearest, halves to even (what OpenCV's cvRound does to sum · (1/16f)).</summary>
     private static Vector128<int> RoundedSixteenth(Vector128<int> sum) =>
         (sum + Vector128.Create(7) + ((sum >> 4) & Vector128.Create(1))) >> 4;
+
+    /// <summary>The same for one sum.</summary>
+    private static int RoundedSixteenth(int sum) => (sum + 7 + ((sum >> 4) & 1)) >> 4;
 
     /// <summary>Whether any cell under a scan-image rectangle changed (true without a reference).</summary>
     public bool IsDirty(Rect scan)
